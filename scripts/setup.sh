@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Set up cadvlm on a fresh Debian/Ubuntu machine with Python 3.10+: the system libraries open3d
+# needs, a virtual environment in .venv, a CPU build of torch (no CUDA download on a CPU machine),
+# then the package with its dev extras. Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for pkg in libusb-1.0-0 libgl1 libegl1 libgomp1; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+    echo "setup: installing system libraries: ${need[*]}"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+
+if ! python -c "import torch" 2>/dev/null; then
+    if [ -n "${TORCH_INDEX_URL:-}" ]; then
+        # e.g. the CPU wheel index of PyTorch on a machine without a local build
+        pip install -q torch --index-url "$TORCH_INDEX_URL"
+    elif ! pip install -q "torch==2.13.0"; then
+        # GPU machines: the default torch wheel brings CUDA, as it should there.
+        pip install -q "torch>=2.2"
+    fi
+fi
+pip install -q -e ".[dev]"
+echo "setup: done ($(python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'))"
