@@ -182,10 +182,13 @@ def read_plane(t: dict, what: str) -> Plane:
     """A sketch transform -> Plane; the axes must be an orthonormal right-handed frame."""
     origin = _xyz(t, "origin", what)
     x, y, z = (_xyz(t, k, what) for k in ("x_axis", "y_axis", "z_axis"))
-    for name, v in (("x_axis", x), ("y_axis", y), ("z_axis", z)):
-        if abs(np.linalg.norm(v) - 1.0) > 1e-4:
+    # Plain-float checks: this runs for every extrude of every scanned file.
+    xs, ys, zs = x.tolist(), y.tolist(), z.tolist()
+    for name, v in (("x_axis", xs), ("y_axis", ys), ("z_axis", zs)):
+        if abs(math.sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]) - 1.0) > 1e-4:
             raise CADError("bad_plane", f"{what}: {name} is not a unit vector")
-    if abs(x @ z) > 1e-4 or np.linalg.norm(np.cross(z, x) - y) > 1e-3:
+    zx = (zs[1] * xs[2] - zs[2] * xs[1], zs[2] * xs[0] - zs[0] * xs[2], zs[0] * xs[1] - zs[1] * xs[0])
+    if abs(sum(a * b for a, b in zip(xs, zs))) > 1e-4 or max(abs(a - b) for a, b in zip(zx, ys)) > 1e-3:
         raise CADError("bad_plane", f"{what}: axes are not a right-handed orthonormal frame")
     return Plane(origin, x, z)
 
@@ -249,53 +252,68 @@ def chain_loop(curves: list, what: str = "loop") -> Loop:
         if len(curves) != 1:
             raise CADError("open_loop", f"{what}: a circle shares its loop with other curves")
         return Loop(list(curves))
-    remaining = list(curves[1:])
-    chain = [curves[0]]
+    # Python floats: this loop is O(n^2) in a loop's curves and numpy scalars are slow here.
+    ends = [(tuple(c.start.tolist()), tuple(c.end.tolist())) for c in curves]
+    remaining = list(range(1, len(curves)))
+    order, flips = [0], [False]
+    end = ends[0][1]
     while remaining:
-        end = chain[-1].end
         best, best_d, flip = None, JOIN_TOL, False
-        for k, c in enumerate(remaining):
-            ds, de = np.abs(c.start - end).max(), np.abs(c.end - end).max()
+        for k in remaining:
+            (sx, sy), (ex, ey) = ends[k]
+            ds = max(abs(sx - end[0]), abs(sy - end[1]))
+            de = max(abs(ex - end[0]), abs(ey - end[1]))
             if ds <= best_d:
                 best, best_d, flip = k, ds, False
             if de < best_d:
                 best, best_d, flip = k, de, True
         if best is None:
-            raise CADError("open_loop", f"{what}: curves do not chain (gap after curve {len(chain) - 1})")
-        c = remaining.pop(best)
-        chain.append(c.reversed() if flip else c)
-    if np.abs(chain[-1].end - chain[0].start).max() > JOIN_TOL:
+            raise CADError("open_loop", f"{what}: curves do not chain (gap after curve {len(order) - 1})")
+        remaining.remove(best)
+        order.append(best)
+        flips.append(flip)
+        end = ends[best][0] if flip else ends[best][1]
+    start = ends[0][0]
+    if max(abs(end[0] - start[0]), abs(end[1] - start[1])) > JOIN_TOL:
         raise CADError("open_loop", f"{what}: the loop does not close")
-    if len(chain) == 1:
-        raise CADError("open_loop", f"{what}: a single {type(chain[0]).__name__.lower()} cannot close a loop")
-    loop = Loop(chain)
-    if _self_crossing(loop):
+    if len(order) == 1:
+        raise CADError("open_loop", f"{what}: a single {type(curves[0]).__name__.lower()} cannot close a loop")
+    loop = Loop([curves[k].reversed() if f else curves[k] for k, f in zip(order, flips)])
+    if len(loop.curves) > 3 and _self_crossing(polyline(loop)):
         raise CADError("self_crossing_loop", f"{what}: the loop crosses itself")
     return loop
 
 
-def _self_crossing(loop: Loop) -> bool:
-    """Do two non-adjacent segments of the loop's polyline cross? (vectorised segment test)."""
-    pts = np.concatenate([c.sample(2 if isinstance(c, Line) else 9)[:-1] for c in loop.curves], axis=0)
+def polyline(loop: Loop, arc_segments: int = 8) -> np.ndarray:
+    """Closed polyline of a loop (last point not repeated): line starts, arcs subdivided."""
+    pts = []
+    for c in loop.curves:
+        if isinstance(c, Line):
+            pts.append(c.start[None])
+        elif isinstance(c, Arc):
+            pts.append(c.sample(arc_segments + 1)[:-1])
+        else:
+            pts.append(c.sample(4 * arc_segments + 1)[:-1])
+    return np.concatenate(pts, axis=0)
+
+
+def _self_crossing(pts: np.ndarray) -> bool:
+    """Do two non-adjacent segments of the closed polyline cross? (vectorised segment test)"""
     n = len(pts)
     if n < 4:
         return False
     a, b = pts, np.roll(pts, -1, axis=0)
     i, j = np.triu_indices(n, k=2)
-    keep = ~((i == 0) & (j == n - 1))  # first and last segments share a point
+    keep = ~((i == 0) & (j == n - 1))  # the first and last segments share a point
     i, j = i[keep], j[keep]
-    if len(i) == 0:
-        return False
-    p, r = a[i], b[i] - a[i]
-    q, s = a[j], b[j] - a[j]
+    r, s = b[i] - a[i], b[j] - a[j]
+    qp = a[j] - a[i]
     den = r[:, 0] * s[:, 1] - r[:, 1] * s[:, 0]
-    qp = q - p
-    t = (qp[:, 0] * s[:, 1] - qp[:, 1] * s[:, 0])
-    u = (qp[:, 0] * r[:, 1] - qp[:, 1] * r[:, 0])
-    ok = np.abs(den) > 1e-18
+    ok = np.abs(den) > 1e-18  # parallel segments: overlaps show up as open or zero-length loops
+    den = np.where(ok, den, 1.0)
+    t = (qp[:, 0] * s[:, 1] - qp[:, 1] * s[:, 0]) / den
+    u = (qp[:, 0] * r[:, 1] - qp[:, 1] * r[:, 0]) / den
     eps = 1e-9
-    t = np.where(ok, t / np.where(ok, den, 1), -1)
-    u = np.where(ok, u / np.where(ok, den, 1), -1)
     return bool(np.any(ok & (t > eps) & (t < 1 - eps) & (u > eps) & (u < 1 - eps)))
 
 
@@ -303,7 +321,8 @@ def order_loops(loops: list[Loop], what: str = "profile") -> Profile:
     """Put the outer loop first: the one whose bounding box contains all the others."""
     if len(loops) == 1:
         return Profile(loops)
-    boxes = [lp.bbox() for lp in loops]
+    polys = [polyline(lp) for lp in loops]
+    boxes = [(p.min(axis=0), p.max(axis=0)) for p in polys]
     areas = [float(np.prod(hi - lo)) for lo, hi in boxes]
     outer = int(np.argmax(areas))
     lo0, hi0 = boxes[outer]

@@ -108,6 +108,8 @@ class Line:
         return Line(self.end, self.start)
 
     def sample(self, n: int = 2) -> np.ndarray:
+        if n == 2:
+            return np.stack([self.start, self.end])
         t = np.linspace(0.0, 1.0, n)[:, None]
         return self.start + t * (self.end - self.start)
 
@@ -141,19 +143,21 @@ class Arc:
         a, b, c = self.start, self.mid, self.end
         return float((b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])) > 0
 
+    def _polar(self) -> tuple[np.ndarray, float, float, float]:
+        """(centre, radius, start angle, signed sweep): everything sampling needs, computed once."""
+        center, r = self.circle()
+        a0 = math.atan2(self.start[1] - center[1], self.start[0] - center[0])
+        a1 = math.atan2(self.end[1] - center[1], self.end[0] - center[0])
+        sweep = (a1 - a0) % (2 * math.pi) if self.ccw else -((a0 - a1) % (2 * math.pi))
+        return center, r, a0, sweep
+
     def sweep(self) -> float:
         """Swept angle in radians, in (0, 2*pi)."""
-        center, _ = self.circle()
-        a0 = math.atan2(*(self.start - center)[::-1])
-        a1 = math.atan2(*(self.end - center)[::-1])
-        s = (a1 - a0) % (2 * math.pi) if self.ccw else (a0 - a1) % (2 * math.pi)
-        return s
+        return abs(self._polar()[3])
 
     def sample(self, n: int = 16) -> np.ndarray:
-        center, r = self.circle()
-        a0 = math.atan2(*(self.start - center)[::-1])
-        sign = 1.0 if self.ccw else -1.0
-        t = a0 + sign * np.linspace(0.0, self.sweep(), n)
+        center, r, a0, sweep = self._polar()
+        t = a0 + np.linspace(0.0, sweep, n)
         return center + r * np.stack([np.cos(t), np.sin(t)], axis=1)
 
     def __eq__(self, other):
@@ -249,13 +253,12 @@ class CADModel:
 
 def circle_through(a, b, c) -> tuple[np.ndarray, float]:
     """Centre and radius of the circle through three 2-D points (CADError if collinear)."""
-    a, b, c = (np.asarray(p, dtype=np.float64) for p in (a, b, c))
-    d = 2.0 * (a[0] * (b[1] - c[1]) + b[0] * (c[1] - a[1]) + c[0] * (a[1] - b[1]))
-    scale = max(np.ptp(np.stack([a, b, c]), axis=0).max(), 1e-300)
+    (ax, ay), (bx, by), (cx, cy) = (map(float, p) for p in (a, b, c))  # floats: hot in parsing
+    d = 2.0 * (ax * (by - cy) + bx * (cy - ay) + cx * (ay - by))
+    scale = max(abs(ax - bx), abs(ay - by), abs(ax - cx), abs(ay - cy), 1e-300)
     if abs(d) < 1e-12 * scale * scale:
         raise CADError("degenerate_arc", "arc points are collinear")
-    sa, sb, sc = a @ a, b @ b, c @ c
-    ux = (sa * (b[1] - c[1]) + sb * (c[1] - a[1]) + sc * (a[1] - b[1])) / d
-    uy = (sa * (c[0] - b[0]) + sb * (a[0] - c[0]) + sc * (b[0] - a[0])) / d
-    center = np.array([ux, uy])
-    return center, float(np.linalg.norm(a - center))
+    sa, sb, sc = ax * ax + ay * ay, bx * bx + by * by, cx * cx + cy * cy
+    ux = (sa * (by - cy) + sb * (cy - ay) + sc * (ay - by)) / d
+    uy = (sa * (cx - bx) + sb * (ax - cx) + sc * (bx - ax)) / d
+    return np.array([ux, uy]), math.hypot(ax - ux, ay - uy)
