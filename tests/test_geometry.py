@@ -45,7 +45,8 @@ def test_every_real_sample_exports_a_step_that_reopens(deepcad_dir, tmp_path):
             continue
         shape = build_solid(read_model(path))
         again = read_step(export_step(shape, tmp_path / f"{path.stem}.step"))
-        assert abs(volume(again) - volume(shape)) <= 1e-6 * volume(shape), path.stem
+        # GProp integrates numerically: a reread B-rep agrees to ~1e-5 relative, not bit for bit.
+        assert abs(volume(again) - volume(shape)) <= 1e-4 * volume(shape), path.stem
         built += 1
     assert built == 23
     stl = export_stl(shape, tmp_path / "part.stl")
