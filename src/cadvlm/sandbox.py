@@ -1,0 +1,169 @@
+"""Run untrusted work (building CAD from model output) in worker processes with a time limit.
+
+Why not multiprocessing.Pool / concurrent.futures: neither can stop one task. A boolean in
+OpenCascade can run for minutes on a nasty generated shape, and a crash in native code kills
+the process; either must cost one sample, not the stage. Here each worker is a separate process
+fed one task at a time over a pipe; when a task runs past its limit the worker is killed and a
+fresh one started, and a worker that dies is replaced the same way. The task comes back as an
+`Outcome` with status "ok", "error" (the function raised), "timeout" or "crash".
+
+Workers are started with "spawn" (a clean interpreter: no inherited torch threads or OpenMP
+state from the parent, which can deadlock after fork) and import `warmup` modules before they
+report ready, so the time limit counts the task only, not interpreter start-up.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing as mp
+import os
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+from typing import Any, Callable, Iterable, Iterator
+
+_READY = "__ready__"
+
+
+@dataclass
+class Outcome:
+    index: int  # position of the task in the input
+    status: str  # ok | error | timeout | crash
+    value: Any = None  # the function's return value when ok
+    error: str = ""  # "Type: message" when status is error; a description otherwise
+    seconds: float = 0.0
+
+
+def _worker_main(conn, warmup: tuple[str, ...], env: dict[str, str]) -> None:
+    os.environ.update(env)
+    for name in warmup:
+        importlib.import_module(name)
+    conn.send(_READY)
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, KeyboardInterrupt):
+            return
+        if msg is None:
+            return
+        index, fn, arg = msg
+        t = time.perf_counter()
+        try:
+            out = (index, "ok", fn(arg), "")
+        except Exception as exc:  # report, keep serving: one bad task is one bad sample
+            out = (index, "error", None, f"{type(exc).__name__}: {exc}")
+        try:
+            conn.send(out + (time.perf_counter() - t,))
+        except Exception as exc:  # an unpicklable result is the function's bug: say so
+            conn.send((index, "error", None, f"result not picklable: {exc}", time.perf_counter() - t))
+
+
+class _Slot:
+    """One worker process and the task it is running (None while idle or starting)."""
+
+    def __init__(self, ctx, warmup, env):
+        parent, child = ctx.Pipe(duplex=True)
+        self.proc = ctx.Process(target=_worker_main, args=(child, warmup, env), daemon=True)
+        self.proc.start()
+        child.close()
+        self.conn = parent
+        self.ready = False
+        self.task: int | None = None
+        self.started = 0.0
+
+    def stop(self, kill: bool = False) -> None:
+        if kill:
+            self.proc.kill()
+        else:
+            try:
+                self.conn.send(None)
+            except (OSError, BrokenPipeError):
+                self.proc.kill()
+        self.proc.join(timeout=5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+        self.conn.close()
+
+
+class TimeLimitedPool:
+    """`workers` processes; every task must finish within `timeout` seconds or its worker dies.
+
+    Use as a context manager; `run(fn, args)` yields Outcomes as tasks finish (any order). `fn`
+    must be a module-level function (it is sent by reference) and its results picklable.
+    Workers run with one thread each for BLAS/OpenMP/Embree (set through the environment):
+    the parallelism is across tasks.
+    """
+
+    def __init__(self, workers: int = 2, timeout: float = 30.0, warmup: Iterable[str] = (),
+                 threads_per_worker: int = 1):
+        self.workers = max(1, int(workers or os.cpu_count() or 1))
+        self.timeout = float(timeout)
+        self.warmup = tuple(warmup)
+        n = str(threads_per_worker)
+        self.env = {k: n for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+        self._ctx = mp.get_context("spawn")
+        self._slots: list[_Slot] = []
+        self.restarts = 0
+
+    def __enter__(self) -> "TimeLimitedPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for s in self._slots:
+            s.stop(kill=s.task is not None)
+        self._slots = []
+
+    def _replace(self, slot: _Slot) -> None:
+        slot.stop(kill=True)
+        self._slots[self._slots.index(slot)] = _Slot(self._ctx, self.warmup, self.env)
+        self.restarts += 1
+
+    def run(self, fn: Callable, args: Iterable) -> Iterator[Outcome]:
+        pending = list(enumerate(args))
+        pending.reverse()  # pop() from the end keeps input order
+        while len(self._slots) < min(self.workers, max(1, len(pending))):
+            self._slots.append(_Slot(self._ctx, self.warmup, self.env))
+        running = 0
+        while pending or running:
+            for slot in self._slots:
+                if slot.ready and slot.task is None and pending:
+                    index, arg = pending.pop()
+                    slot.conn.send((index, fn, arg))
+                    slot.task, slot.started = index, time.perf_counter()
+                    running += 1
+            now = time.perf_counter()
+            deadlines = [s.started + self.timeout - now for s in self._slots if s.task is not None]
+            ready = wait([s.conn for s in self._slots], timeout=max(0.0, min(deadlines)) if deadlines else None)
+            for slot in list(self._slots):
+                if slot.conn in ready:
+                    try:
+                        msg = slot.conn.recv()
+                    except (EOFError, OSError):
+                        msg = None
+                    if msg == _READY:
+                        slot.ready = True
+                        continue
+                    if msg is None:  # the worker died (native crash, OOM kill)
+                        code = slot.proc.exitcode
+                        if slot.task is not None:
+                            running -= 1
+                            yield Outcome(slot.task, "crash", error=f"worker died (exit code {code})",
+                                          seconds=time.perf_counter() - slot.started)
+                        elif not slot.ready:
+                            raise RuntimeError(f"a worker failed to start (exit code {code})")
+                        self._replace(slot)
+                        continue
+                    index, status, value, error, seconds = msg
+                    slot.task = None
+                    running -= 1
+                    yield Outcome(index, status, value, error, seconds)
+                elif slot.task is not None and time.perf_counter() - slot.started >= self.timeout:
+                    index = slot.task
+                    running -= 1
+                    self._replace(slot)
+                    yield Outcome(index, "timeout", error=f"over the {self.timeout:g} s limit",
+                                  seconds=self.timeout)
