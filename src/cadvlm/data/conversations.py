@@ -1,0 +1,319 @@
+"""TinyLLaVA conversation JSON + image folder -> validated records -> a torch Dataset for training.
+
+The convert stage writes `data/converted/{train,val,test}.json`: a JSON list of
+`{"id", "image" (relative to the image folder), "conversations": [{"from": "human", "value":
+"<image>\\n<prompt>"}, {"from": "gpt", "value": "<answer>"}]}`. This module is the one place that
+reads that format for training, so it is also the place that refuses bad input: every problem
+(missing or unreadable image, empty or malformed conversation, human turn without `<image>`) is
+found *before* training starts and reported in one `ConversationError` naming the file and the
+sample, instead of surfacing as a crash an hour into a GPU run.
+
+Text handling is delegated to the model's own processor and chat template, so the same dataset
+serves the tiny built-in model and any pretrained VLM (LLaVA, Qwen2-VL, SmolVLM...). The label
+mask is computed by tokenising the prompt alone and the full conversation: everything up to the
+end of the prompt (system text, user text, image placeholders) gets -100 and only the answer
+tokens (plus the end-of-turn token the template appends) carry loss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+IMAGE_TAG = "<image>"
+IGNORE_INDEX = -100
+
+
+class ConversationError(ValueError):
+    """Bad conversation data; the message names the file and the offending samples."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One training sample: the picture, the user's prompt (without the image tag), the answer."""
+
+    id: str
+    image: Path
+    prompt: str
+    answer: str
+    image_size: tuple[int, int]  # (width, height) as read from the file header
+
+
+def _check_item(item: Any, index: int, image_root: Path) -> tuple[Record | None, str | None]:
+    """Validate one JSON item; returns (record, None) or (None, reason)."""
+    if not isinstance(item, dict):
+        return None, f"item {index} is not an object"
+    sid = str(item.get("id", f"#{index}"))
+    conv = item.get("conversations")
+    if not isinstance(conv, list) or not conv:
+        return None, f"sample {sid}: empty or missing 'conversations'"
+    if len(conv) != 2:
+        return None, f"sample {sid}: expected one human and one gpt turn, got {len(conv)} turns"
+    human, gpt = conv
+    if not isinstance(human, dict) or human.get("from") != "human":
+        return None, f"sample {sid}: first turn is not from 'human'"
+    if not isinstance(gpt, dict) or gpt.get("from") != "gpt":
+        return None, f"sample {sid}: second turn is not from 'gpt'"
+    hval, gval = human.get("value"), gpt.get("value")
+    if not isinstance(hval, str) or IMAGE_TAG not in hval:
+        # TinyLLaVA silently drops the picture when the tag is missing; we refuse instead.
+        return None, f"sample {sid}: human turn has no {IMAGE_TAG} token"
+    if hval.count(IMAGE_TAG) != 1:
+        return None, f"sample {sid}: human turn has {hval.count(IMAGE_TAG)} {IMAGE_TAG} tokens, expected 1"
+    if not isinstance(gval, str) or not gval.strip():
+        return None, f"sample {sid}: empty gpt answer"
+    rel = item.get("image")
+    if not isinstance(rel, str) or not rel:
+        return None, f"sample {sid}: missing 'image'"
+    path = image_root / rel
+    if not path.is_file():
+        return None, f"sample {sid}: image not found: {path}"
+    try:
+        with Image.open(path) as im:
+            size = im.size
+            im.verify()  # walks the chunks and checks CRCs without decoding the pixels
+    except Exception as exc:  # PIL raises many types for bad files
+        return None, f"sample {sid}: unreadable image {path}: {exc}"
+    prompt = hval.replace(IMAGE_TAG, "").strip("\n").strip()
+    return Record(id=sid, image=path, prompt=prompt, answer=gval, image_size=size), None
+
+
+def load_conversations(json_path: str | Path, image_root: str | Path) -> list[Record]:
+    """Read and validate a conversation JSON file; raise ConversationError listing every problem.
+
+    Images are opened and verified here (header + checksum, no decoding), so a broken file is
+    caught before any model is loaded.
+    """
+    json_path, image_root = Path(json_path), Path(image_root)
+    try:
+        data = json.loads(json_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConversationError(f"{json_path}: file not found") from None
+    except json.JSONDecodeError as exc:
+        raise ConversationError(f"{json_path}: invalid JSON: {exc}") from None
+    if not isinstance(data, list):
+        raise ConversationError(f"{json_path}: expected a JSON list of samples, got {type(data).__name__}")
+    if not data:
+        raise ConversationError(f"{json_path}: no samples")
+    records, problems = [], []
+    for i, item in enumerate(data):
+        rec, why = _check_item(item, i, image_root)
+        if why:
+            problems.append(why)
+        else:
+            records.append(rec)
+    if problems:
+        shown = "\n  ".join(problems[:10])
+        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise ConversationError(f"{json_path}: {len(problems)} bad sample(s):\n  {shown}{more}")
+    return records
+
+
+def fingerprint(records: list[Record]) -> str:
+    """SHA-256 over ids, texts and image bytes: identifies the exact data a run was trained on."""
+    h = hashlib.sha256()
+    for r in records:
+        for part in (r.id, r.prompt, r.answer):
+            h.update(part.encode("utf-8"))
+            h.update(b"\0")
+        h.update(r.image.read_bytes())
+    return h.hexdigest()
+
+
+def to_messages(prompt: str, answer: str | None = None) -> list[dict]:
+    """Hugging Face chat messages for one sample (image first, as TinyLLaVA places it)."""
+    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+    if answer is not None:
+        msgs.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+    return msgs
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Open a picture as RGB (renders may be RGBA or greyscale)."""
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+class ImageTokenCounter:
+    """How many tokens the processor expands one image placeholder into, per image size.
+
+    Processors differ (fixed grid for LLaVA/SigLIP, resolution-dependent for Qwen2-VL), so we ask
+    the processor itself once per distinct size with a blank picture, and cache the answer.
+    """
+
+    def __init__(self, processor):
+        self.processor = processor
+        self._cache: dict[tuple[int, int], int] = {}
+
+    def extra_tokens(self, text: str, size: tuple[int, int]) -> int:
+        if size not in self._cache:
+            n_text = len(self.processor.tokenizer(text, add_special_tokens=False)["input_ids"])
+            blank = Image.new("RGB", size, "white")
+            out = self.processor(text=[text], images=[blank], add_special_tokens=False)
+            self._cache[size] = len(out["input_ids"][0]) - n_text
+        return self._cache[size]
+
+
+class ConversationDataset(torch.utils.data.Dataset):
+    """Torch dataset of processed samples with answer-only labels.
+
+    Samples whose full sequence (prompt + image tokens + answer) exceeds `max_length` are dropped
+    and counted in `dropped_too_long` (ids in `dropped_ids`): truncating CAD code would teach the
+    model to stop mid-statement. `lengths` (tokens per kept sample) feeds length-grouped sampling
+    without decoding any image.
+    """
+
+    def __init__(self, records: list[Record], processor, max_length: int | None = None):
+        self.processor = processor
+        tok = processor.tokenizer
+        counter = ImageTokenCounter(processor)
+        prompts = [processor.apply_chat_template(to_messages(r.prompt), tokenize=False, add_generation_prompt=True)
+                   for r in records]
+        fulls = [processor.apply_chat_template(to_messages(r.prompt, r.answer), tokenize=False) for r in records]
+        p_ids = tok(prompts, add_special_tokens=False)["input_ids"]
+        f_ids = tok(fulls, add_special_tokens=False)["input_ids"]
+        self.items: list[tuple[Record, str, int]] = []  # (record, full text, answer token count)
+        self.lengths: list[int] = []
+        self.dropped_ids: list[str] = []
+        for r, prompt, full, pi, fi in zip(records, prompts, fulls, p_ids, f_ids):
+            if not full.startswith(prompt) or fi[: len(pi)] != pi:
+                raise ConversationError(
+                    f"sample {r.id}: the chat template's prompt does not tokenise as a prefix of the full "
+                    "conversation, so the answer cannot be isolated for the loss")
+            n = len(fi) + counter.extra_tokens(full, r.image_size)
+            if max_length is not None and n > max_length:
+                self.dropped_ids.append(r.id)
+                continue
+            self.items.append((r, full, len(fi) - len(pi)))
+            self.lengths.append(n)
+
+    @property
+    def dropped_too_long(self) -> int:
+        return len(self.dropped_ids)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        rec, full, n_answer = self.items[i]
+        out = self.processor(text=[full], images=[load_image(rec.image)], add_special_tokens=False,
+                             return_tensors="pt")
+        ids = out["input_ids"][0]
+        labels = torch.full_like(ids, IGNORE_INDEX)
+        labels[-n_answer:] = ids[-n_answer:]
+        item = {"input_ids": ids, "attention_mask": out["attention_mask"][0], "labels": labels}
+        for k, v in out.items():  # pixel_values, and e.g. image_grid_thw for Qwen2-VL
+            if k not in item and isinstance(v, torch.Tensor):
+                item[k] = v
+        return item
+
+
+# --------------------------------------------------------------------------------------------
+# A small fake dataset in the convert stage's format, for tests, benchmarks and smoke runs of the
+# train stage without the upstream pipeline. Code strings are real OpenECAD v2 files when given,
+# with every number rescaled per sample, so lengths and token statistics look like the real thing;
+# the picture draws the same scale, so the image carries information about the answer.
+# --------------------------------------------------------------------------------------------
+
+_NUM = re.compile(r"(?<![\w.])-?\d+\.\d*|(?<![\w.])-?\d+(?![\w.])")
+_SYNTH_TEMPLATE = (
+    "SketchPlane0 = add_sketchplane(\n\torigin= [0., 0., 0.], normal= [0., 0., 1.], x_axis= [1., 0., 0.])\n"
+    "Loops0 = []\nCurves0_0 = []\n"
+    "Line0_0_0 = add_line(start= [0., 0.], end= [{a}, 0.])\n"
+    "Line0_0_1 = add_line(start= [{a}, 0.], end= [{a}, {b}])\n"
+    "Line0_0_2 = add_line(start= [{a}, {b}], end= [0., {b}])\n"
+    "Line0_0_3 = add_line(start= [0., {b}], end= [0., 0.])\n"
+    "Loop0_0 = add_loop(Curves0_0)\nCurves0_1 = []\n"
+    "Circle0_1_0 = add_circle(center= [{c}, {d}], radius= {r})\n"
+    "Loop0_1 = add_loop(Curves0_1)\nProfile0 = add_profile(Loops0)\n"
+    "Sketch0 = add_sketch(sketch_plane= SketchPlane0, profile= Profile0)\n"
+    "Extrude0 = add_extrude(sketch= Sketch0,\n\toperation= 0, type= 0, extent_one= {h}, extent_two= 0.)\n"
+)
+
+
+def _fmt(x: float) -> str:
+    s = f"{round(x, 4):.4f}".rstrip("0")
+    return s if not s.endswith("-0.") else "0."
+
+
+def _rescale(code: str, k: float) -> str:
+    """Multiply every literal number in OpenECAD code by k (operation/type codes and ids stay)."""
+    out, last = [], 0
+    for m in _NUM.finditer(code):
+        before = code[max(0, m.start() - 11): m.start()]
+        if "operation=" in before or "type=" in before:
+            continue
+        out.append(code[last: m.start()])
+        out.append(_fmt(float(m.group()) * k))
+        last = m.end()
+    out.append(code[last:])
+    return "".join(out)
+
+
+def _fake_picture(kind: int, k: float, size: int) -> Image.Image:
+    """A 2x2 sheet of 'views' (white, grey part, dark outline) whose shape/size encode kind and k."""
+    im = Image.new("RGB", (size, size), "white")
+    from PIL import ImageDraw
+
+    d = ImageDraw.Draw(im)
+    half = size // 2
+    s = max(4, int(half * (0.15 + 0.3 * min(k, 2.0) / 2.0)))
+    for v in range(4):
+        cx, cy = (v % 2) * half + half // 2, (v // 2) * half + half // 2
+        box = [cx - s, cy - int(s * (0.5 + 0.5 * ((kind + v) % 3) / 2)), cx + s, cy + s]
+        if (kind + v) % 2:
+            d.ellipse(box, fill=(200, 200, 200), outline=(30, 30, 30), width=3)
+        else:
+            d.rectangle(box, fill=(200, 200, 200), outline=(30, 30, 30), width=3)
+        if kind % 3 == 0:
+            d.ellipse([cx - s // 3, cy - s // 3, cx + s // 3, cy + s // 3], fill="white", outline=(30, 30, 30), width=2)
+    return im
+
+
+def write_fake_dataset(out_dir: str | Path, n_train: int, n_val: int, n_test: int = 0, seed: int = 0,
+                       code_dir: str | Path | None = None, max_chars: int = 3000, image_size: int = 512,
+                       prompts: tuple[str, ...] = ("Generate the CAD code for this part.",
+                                                   "Write OpenECAD code that builds the object in the picture.")) -> Path:
+    """Write `out_dir/rendered/*.png` and `out_dir/converted/{train,val,test}.json`; returns out_dir.
+
+    `code_dir`: folder of OpenECAD v2 `.py` files (non-empty ones up to `max_chars` are used as
+    templates); without it a synthetic plate-with-hole template is used. Deterministic in `seed`.
+    """
+    import random
+
+    out_dir = Path(out_dir)
+    rng = random.Random(seed)
+    templates: list[str] = []
+    if code_dir is not None and Path(code_dir).is_dir():
+        for f in sorted(Path(code_dir).glob("*.py")):
+            t = f.read_text(encoding="utf-8")
+            if t.strip() and len(t) <= max_chars:
+                templates.append(t)
+    if not templates:
+        templates = [_SYNTH_TEMPLATE.format(a="10.", b="6.", c="5.", d="3.", r="1.5", h="2.")]
+    (out_dir / "rendered").mkdir(parents=True, exist_ok=True)
+    (out_dir / "converted").mkdir(parents=True, exist_ok=True)
+    i = 0
+    for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
+        items = []
+        for _ in range(n):
+            kind = rng.randrange(len(templates))
+            k = round(rng.uniform(0.5, 2.0), 3)  # continuous: numbers differ in every sample
+            code = _rescale(templates[kind], k).rstrip("\n")
+            rel = f"{i:06d}.png"
+            _fake_picture(kind, k, image_size).save(out_dir / "rendered" / rel)
+            prompt = prompts[rng.randrange(len(prompts))]
+            items.append({"id": f"fake/{i:06d}", "image": rel, "conversations": [
+                {"from": "human", "value": f"{IMAGE_TAG}\n{prompt}"},
+                {"from": "gpt", "value": f"Of course, here are the codes:\n```python\n{code}\n```"}]})
+            i += 1
+        (out_dir / "converted" / f"{split}.json").write_text(json.dumps(items, indent=1), encoding="utf-8")
+    return out_dir

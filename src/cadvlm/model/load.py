@@ -1,0 +1,112 @@
+"""Loading VLMs: any base (the built tiny one, a local folder, a Hugging Face id) and trained outputs.
+
+Everything goes through `AutoProcessor` / `AutoModelForImageTextToText`, offline: nothing is
+downloaded at run time (DESIGN: "Offline"). A hub id works only when it is already in the local
+Hugging Face cache; otherwise `ModelLoadError` names the model and says how to fetch it, before
+any training starts.
+
+A trained output folder (the train stage's `models/`) carries `cadvlm_model.json` saying whether
+it holds full weights or a LoRA adapter and, for an adapter, which base it sits on; `load_trained`
+reads it so evaluate/predict need only the folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+MANIFEST = "cadvlm_model.json"
+
+
+class ModelLoadError(RuntimeError):
+    """A model or processor could not be loaded; the message names it and the way out."""
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """The given device, else CUDA when present, else CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on a GPU that supports it (half the memory, full speed), float32 elsewhere."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def load_processor(name_or_dir: str | Path):
+    from transformers import AutoProcessor
+
+    try:
+        return AutoProcessor.from_pretrained(str(name_or_dir), local_files_only=True)
+    except Exception as exc:
+        raise ModelLoadError(_offline_message(name_or_dir, "processor", exc)) from exc
+
+
+def load_base(name_or_dir: str | Path, dtype: torch.dtype | None = None, device: str | torch.device | None = None,
+              attn_implementation: str | None = None):
+    """Load a base VLM and its processor offline -> (model, processor).
+
+    `dtype` defaults to bf16 on GPU and float32 on CPU. The model is moved to `device` only when
+    one is given (the Trainer places it itself).
+    """
+    from transformers import AutoModelForImageTextToText
+
+    dev = pick_device(device)
+    processor = load_processor(name_or_dir)
+    kwargs = {"local_files_only": True, "dtype": dtype or default_dtype(dev)}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(str(name_or_dir), **kwargs)
+    except Exception as exc:
+        raise ModelLoadError(_offline_message(name_or_dir, "model", exc)) from exc
+    if device is not None:
+        model.to(dev)
+    return model, processor
+
+
+def _offline_message(name, what: str, exc: Exception) -> str:
+    local = Path(str(name)).exists()
+    hint = ("the folder exists but does not hold a loadable image-text-to-text model/processor"
+            if local else
+            f"it is not a local folder and not in the Hugging Face cache (we never download at run time): "
+            f"fetch it first with `hf download {name}` or set model.base to a local directory")
+    return f"cannot load {what} '{name}' offline: {hint}. ({type(exc).__name__}: {exc})"
+
+
+def write_manifest(model_dir: str | Path, fmt: str, base: str | None) -> None:
+    """Record what `model_dir` holds: fmt 'full' or 'lora'; base = hub id or path relative to model_dir."""
+    Path(model_dir, MANIFEST).write_text(json.dumps({"format": fmt, "base": base}, indent=2) + "\n")
+
+
+def load_trained(model_dir: str | Path, device: str | torch.device | None = None):
+    """Load the train stage's output for inference -> (model, processor), in eval mode on `device`.
+
+    `device` defaults to CUDA when present, else CPU; weights are bf16 on GPU, float32 on CPU.
+    Works for full weights and for a LoRA adapter (the base is loaded first, then the adapter).
+    """
+    model_dir = Path(model_dir)
+    manifest = model_dir / MANIFEST
+    if not manifest.is_file():
+        raise ModelLoadError(f"{model_dir}: no {MANIFEST}; not an output of the train stage")
+    info = json.loads(manifest.read_text())
+    dev = pick_device(device)
+    if info["format"] == "full":
+        model, _ = load_base(model_dir, device=dev)
+    elif info["format"] == "lora":
+        from peft import PeftModel
+
+        base = info["base"]
+        base_path = model_dir / base
+        model, _ = load_base(base_path if base_path.exists() else base, device=dev)
+        model = PeftModel.from_pretrained(model, str(model_dir), is_trainable=False).to(dev)
+    else:
+        raise ModelLoadError(f"{manifest}: unknown format {info['format']!r}")
+    processor = load_processor(model_dir)
+    model.eval()
+    return model, processor
