@@ -74,10 +74,42 @@ def format_scalar(v: float) -> str:
     return np.array2string(np.float64(v), separator=", ")
 
 
+def _round_parts(vals, decimals: int):
+    """Rounded values' (int, frac) digit strings, or None when numpy must format them."""
+    f = _SCALE[decimals]
+    parts, lo, hi = [], math.inf, 0.0
+    for v in vals:
+        y = float(v) * f
+        try:
+            r = round(y)  # half to even, like rint
+        except (OverflowError, ValueError):  # inf, nan
+            return None
+        q = r / f if r else math.copysign(0.0, y)
+        if q:
+            a = abs(q)
+            lo, hi = min(lo, a), max(hi, a)
+        s = repr(q)
+        if "e" in s:
+            return None
+        ip, _, fp = s.partition(".")
+        parts.append((ip, "" if fp == "0" else fp))
+    if hi and not (hi < 1e8 and lo >= 1e-4 and hi / lo <= 1000.0):
+        return None  # numpy's scientific notation
+    return parts
+
+
 def round_array(vals, decimals: int = 4) -> str:
-    """Round like ``ndarray.round(decimals)`` and format like ``array2string``."""
-    return format_array([np_round(float(v), decimals) for v in vals])
+    """Round like ``ndarray.round(decimals)`` and format like ``array2string`` (hot path, inlined)."""
+    parts = _round_parts(vals, decimals)
+    if parts is None:
+        return format_array([np_round(float(v), decimals) for v in vals])
+    left = max(len(p[0]) for p in parts)
+    right = max(len(p[1]) for p in parts)
+    return "[" + ", ".join(ip.rjust(left) + "." + fp.ljust(right) for ip, fp in parts) + "]"
 
 
 def round_scalar(v: float, decimals: int = 4) -> str:
-    return format_scalar(np_round(float(v), decimals))
+    parts = _round_parts((v,), decimals)
+    if parts is None:
+        return format_scalar(np_round(float(v), decimals))
+    return parts[0][0] + "." + parts[0][1]

@@ -68,7 +68,7 @@ def _prepare(extrude, compat: bool) -> _Ext:
     pl = extrude.plane
     ex.origin = pl.origin * MM
     n, x = pl.normal, pl.x_axis
-    y = np.cross(n, x)
+    y = P.cross(n, x)
     n2, x2, y2 = P.openecad_frame(n, x, y)
     if compat or max(np.abs(n2 - n).max(), np.abs(x2 - x).max(), np.abs(y2 - y).max()) < FRAME_TOL:
         ex.n, ex.x, ex.y = n2, x2, y2

@@ -83,16 +83,24 @@ def openecad_frame(normal, x_axis, y_axis):
 
 
 # ------------------------------------------------------------------ small vector helpers
+def cross(a, b) -> np.ndarray:
+    """np.cross for 3-vectors, bit for bit (same products and differences), ~20x faster."""
+    a0, a1, a2 = float(a[0]), float(a[1]), float(a[2])
+    b0, b1, b2 = float(b[0]), float(b[1]), float(b[2])
+    return np.array([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0])
+
+
 def are_parallel(a, b) -> bool:
-    return bool(np.all(np.abs(np.cross(a, b)) < TOL))
+    c = cross(a, b)
+    return abs(c[0]) < TOL and abs(c[1]) < TOL and abs(c[2]) < TOL
 
 
 def on_plane(origin, x, y, point) -> bool:
-    return bool(np.abs(np.dot(point - origin, np.cross(x, y))) < TOL)
+    return plane_distance(origin, x, y, point) < TOL
 
 
 def plane_distance(origin, x, y, point) -> float:
-    return float(np.abs(np.dot(point - origin, np.cross(x, y))))
+    return float(np.abs(np.dot(point - origin, cross(x, y))))
 
 
 def to_2d(origin, x, y, point) -> np.ndarray:
@@ -107,18 +115,22 @@ def unit(v) -> np.ndarray:
     return v / n
 
 
+def _allclose(a, b) -> bool:
+    return all(abs(float(p) - float(q)) <= 1e-8 + 1e-5 * abs(float(q)) for p, q in zip(a, b))
+
+
 def third_axis(x, y) -> np.ndarray:
     """The unit n with y = n cross x (so x, y, n is right-handed): n = unit(x cross y)."""
-    n = np.cross(x, y)
+    n = cross(x, y)
     n = n / np.linalg.norm(n)
-    return n if np.allclose(np.cross(n, x), y) else -n
+    return n if _allclose(cross(n, x), y) else -n
 
 
 def rotation_angle(v1, v2, axis) -> float:
     """Signed angle (-pi, pi] turning v1 to v2 counter-clockwise about axis."""
     axis = axis / np.linalg.norm(axis)
     norms = np.linalg.norm(v1) * np.linalg.norm(v2)
-    return float(np.arctan2(np.dot(np.cross(v1, v2), axis) / norms, np.dot(v1, v2) / norms))
+    return float(np.arctan2(np.dot(cross(v1, v2), axis) / norms, np.dot(v1, v2) / norms))
 
 
 _PI_NAMES = (

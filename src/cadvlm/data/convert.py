@@ -1,0 +1,368 @@
+"""The convert stage: extracted models + rendered pictures -> TinyLLaVA conversation JSON.
+
+Input: data/extracted/{split.json, json/<id>.json} and data/rendered/{index.json,
+rendering_metadata.json, images/...}. Output (data/converted/):
+- train.json, val.json, test.json: JSON lists of ``{"id", "image" (relative to data/rendered),
+  "conversations": [{"from": "human", "value": "<image>\\n<prompt>"}, {"from": "gpt", "value":
+  "Of course, here are the codes:\\n```python\\n<code>\\n```"}]}`` (DESIGN.md, "Conversation
+  format"); one sample per model in the `grid` layout, one per model and view in `separate`;
+- convert_info.json: where the pictures are and their size, so `cadvlm validate-data` can check
+  the folder on its own.
+
+The answer is the model's OpenECAD v2 code (codec.openecad_writer). The prompt is one of several
+templates (params), picked per sample from a hash of the sample id and the seed: deterministic,
+independent of order and of the other samples, and balanced over a large set. A template may say
+``{views}``, replaced by what the picture shows ("four views (front, top, right and iso)" or
+"the front view").
+
+Everything written is checked first (`check_samples`, the same code `cadvlm validate-data` runs):
+each picture exists and is a PNG of the rendered size (read from its header only: cheap), each
+human turn starts with ``<image>``, each answer parses back to a model with the source's extrude
+and curve counts. A sample that fails is left out and counted by reason in metrics/convert.json,
+with the counts per split, per template, and answer lengths in characters and tokens.
+
+Token counts use `count_tokens`, a fixed regular expression (letter runs, single digits, single
+other characters; whitespace dropped): no tokenizer download, same number on every machine, and
+close to what byte-level BPE tokenizers that split digits (Qwen2, LLaMA 3) produce on this code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+IMAGE_TAG = "<image>"
+SPLIT_FILES = {"train": "train.json", "validation": "val.json", "test": "test.json"}
+INFO_FILE = "convert_info.json"
+
+DEFAULT_PROMPTS = (
+    "This picture shows {views} of a mechanical part. Write the OpenECAD-style Python code "
+    "(sketch planes, loops, extrudes) that builds it.",
+    "Reconstruct the CAD model shown in {views} as an OpenECAD-style sketch-and-extrude program.",
+    "The image gives {views} of a 3D part. Please use the OpenECAD-style API to model it.",
+    "Write OpenECAD-style CAD code that produces the solid drawn in {views}.",
+)
+
+_TOKEN = re.compile(r"[A-Za-z_]+|\d|[^\sA-Za-z_\d]")
+
+
+def count_tokens(text: str) -> int:
+    """Deterministic token estimate: letter/underscore runs, single digits, single other chars."""
+    return len(_TOKEN.findall(text))
+
+
+def choose_template(sample_id: str, seed: int, n: int) -> int:
+    """Template index for a sample: a hash of (seed, id), so no sample's choice depends on another."""
+    h = hashlib.sha256(f"{seed}\0{sample_id}".encode()).digest()
+    return int.from_bytes(h[:8], "big") % n
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    prompts: tuple[str, ...] = DEFAULT_PROMPTS
+    seed: int = 0
+    compat: bool = False  # OpenECAD's mirrored frames too (see codec.openecad_writer); False = exact geometry
+    workers: int = 2  # processes writing code (0 = all cores); the output does not depend on it
+
+    def __post_init__(self):
+        prompts = tuple(self.prompts)
+        if not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
+            raise ValueError("convert.prompts must be a non-empty list of non-empty strings")
+        if any(IMAGE_TAG in p for p in prompts):
+            raise ValueError(f"convert.prompts must not contain {IMAGE_TAG}: the stage adds it")
+        object.__setattr__(self, "prompts", prompts)
+
+    @classmethod
+    def from_params(cls, params: dict) -> "ConvertConfig":
+        c = params.get("convert", {}) or {}
+        unknown = set(c) - {"prompts", "compat", "workers"}
+        if unknown:
+            raise ValueError(f"unknown convert params: {sorted(unknown)}")
+        return cls(prompts=tuple(c.get("prompts") or DEFAULT_PROMPTS), seed=int(params.get("base", {}).get("seed", 0)),
+                   compat=bool(c.get("compat", False)), workers=int(c.get("workers", 2)))
+
+
+@dataclass(frozen=True)
+class RenderInfo:
+    """What the render stage made: layout, views in order, picture size (width, height)."""
+
+    layout: str
+    views: tuple[str, ...]
+    size: tuple[int, int] | None
+
+    @classmethod
+    def read(cls, rendered: Path) -> "RenderInfo":
+        meta = json.loads((rendered / "rendering_metadata.json").read_text())
+        layout = meta.get("layout") or meta.get("settings", {}).get("layout")
+        if layout not in ("grid", "separate"):
+            raise ValueError(f"{rendered}/rendering_metadata.json: unknown layout {layout!r}")
+        views = tuple(meta.get("settings", {}).get("views") or meta.get("cameras", {}).keys())
+        image = meta.get("image", {})
+        size = image.get("grid_size") if layout == "grid" else image.get("view_size")
+        if isinstance(size, int):
+            size = (size, size)
+        return cls(layout, views, tuple(int(s) for s in size) if size else None)
+
+    def describe(self, view: str | None) -> str:
+        """The text for a template's {views}."""
+        if view is not None:
+            return f"the {view} view"
+        names = list(self.views)
+        listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        count = _NUMBERS[len(names)] if len(names) < len(_NUMBERS) else str(len(names))
+        return f"{count} views ({listed})"
+
+
+_NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+
+
+# ----------------------------------------------------------------------------- answers
+def model_answer(json_path: Path, model_id: str, compat: bool = False) -> tuple[str | None, str | None, tuple]:
+    """(answer, None, (extrudes, curves)) for one model, or (None, reason, ()) when it cannot be written."""
+    from cadvlm.cad.deepcad_json import read_model
+    from cadvlm.cad.model import CADError
+    from cadvlm.codec.openecad_parser import wrap_answer
+    from cadvlm.codec.openecad_writer import write_code
+
+    try:
+        model = read_model(json_path, model_id)
+        code = write_code(model, compat=compat)
+    except CADError as exc:
+        return None, exc.reason, ()
+    except OSError:
+        return None, "missing_json", ()
+    return wrap_answer(code), None, (len(model.extrudes), model.n_curves())
+
+
+def _answer_task(args):
+    return model_answer(*args)
+
+
+# ----------------------------------------------------------------------------- checks
+@dataclass
+class CheckResult:
+    ok: list = field(default_factory=list)  # samples that passed
+    problems: Counter = field(default_factory=Counter)  # reason -> count
+    examples: dict = field(default_factory=dict)  # reason -> first message
+
+
+def _png_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from a PNG header (PIL reads only the header on open)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size if im.format == "PNG" else None
+    except Exception:  # any unreadable file is a problem to count, not a crash
+        return None
+
+
+def check_samples(samples: list, image_root: Path, size: tuple[int, int] | None,
+                  expected_counts: dict | None = None, parsed_cache: dict | None = None) -> CheckResult:
+    """Validate conversation samples; `expected_counts` maps answer -> (extrudes, curves)."""
+    from cadvlm.cad.model import CADError
+    from cadvlm.codec.openecad_parser import parse_answer
+
+    res = CheckResult()
+    cache = parsed_cache if parsed_cache is not None else {}
+    seen_ids = set()
+
+    def bad(reason, message):
+        res.problems[reason] += 1
+        res.examples.setdefault(reason, message)
+
+    for k, s in enumerate(samples):
+        if not isinstance(s, dict) or not isinstance(s.get("id"), str) or not isinstance(s.get("image"), str):
+            bad("malformed_sample", f"item {k}: needs string 'id' and 'image'")
+            continue
+        sid = s["id"]
+        conv = s.get("conversations")
+        if sid in seen_ids:
+            bad("duplicate_id", f"{sid}: id used twice")
+            continue
+        if not (isinstance(conv, list) and len(conv) == 2 and all(isinstance(t, dict) for t in conv)
+                and [t.get("from") for t in conv] == ["human", "gpt"]
+                and all(isinstance(t.get("value"), str) for t in conv)):
+            bad("malformed_conversation", f"{sid}: expected one human and one gpt turn")
+            continue
+        if not conv[0]["value"].startswith(IMAGE_TAG + "\n"):
+            bad("no_image_tag", f"{sid}: the human turn must start with {IMAGE_TAG!r} and a newline")
+            continue
+        rel = Path(s["image"])
+        if rel.is_absolute() or ".." in rel.parts:
+            bad("bad_image_path", f"{sid}: image path {s['image']!r} must stay inside the image folder")
+            continue
+        path = image_root / rel
+        if not path.is_file():
+            bad("image_missing", f"{sid}: {path} does not exist")
+            continue
+        got = _png_size(path)
+        if got is None:
+            bad("image_unreadable", f"{sid}: {path} is not a readable PNG")
+            continue
+        if size is not None and tuple(got) != tuple(size):
+            bad("image_size", f"{sid}: {path} is {got[0]}x{got[1]}, expected {size[0]}x{size[1]}")
+            continue
+        answer = conv[1]["value"]
+        verdict = cache.get(answer)
+        if verdict is None:
+            try:
+                model = parse_answer(answer, sid)
+                counts = (len(model.extrudes), model.n_curves())
+                want = (expected_counts or {}).get(answer)
+                verdict = ("ok", "") if want is None or want == counts else \
+                    ("answer_mismatch", f"{sid}: parsed {counts} extrudes/curves, model has {want}")
+            except CADError as exc:
+                verdict = ("answer_parse_error" if exc.reason == "parse_error" else "answer_" + exc.reason, str(exc))
+            cache[answer] = verdict
+        if verdict[0] != "ok":
+            bad(verdict[0], verdict[1] or sid)
+            continue
+        seen_ids.add(sid)
+        res.ok.append(s)
+    return res
+
+
+# ----------------------------------------------------------------------------- the stage
+def _stats(values: list[int]) -> dict:
+    if not values:
+        return {"min": 0, "mean": 0.0, "max": 0}
+    return {"min": min(values), "mean": round(sum(values) / len(values), 1), "max": max(values)}
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def convert(extracted, rendered, out_dir, config: ConvertConfig = ConvertConfig(), metrics_path=None,
+            progress: bool = False) -> dict:
+    """Write the conversation files; returns (and optionally writes) the metrics."""
+    extracted, rendered, out_dir = Path(extracted), Path(rendered), Path(out_dir)
+    split = json.loads((extracted / "split.json").read_text())
+    index = json.loads((rendered / "index.json").read_text())
+    info = RenderInfo.read(rendered)
+    skipped: Counter = Counter()
+
+    # One answer per model (all its views share it), written in worker processes.
+    todo = []
+    for name in SPLIT_FILES:
+        for model_id in split.get(name) or []:
+            if model_id not in index:
+                skipped["not_rendered"] += 1
+            else:
+                todo.append(model_id)
+    unique = sorted(set(todo))
+    tasks = [(extracted / "json" / f"{m}.json", m, config.compat) for m in unique]
+    workers = config.workers or os.cpu_count() or 1
+    if workers > 1 and len(tasks) > 64:
+        with ProcessPoolExecutor(workers) as pool:
+            results = list(pool.map(_answer_task, tasks, chunksize=max(1, len(tasks) // (8 * workers))))
+    else:
+        results = [_answer_task(t) for t in tasks]
+    answers = dict(zip(unique, results))
+
+    metrics = {"layout": info.layout, "models": {}, "samples": {}, "skipped": {}, "templates": {},
+               "answer_chars": {}, "answer_tokens": {},
+               "tokenizer": "regex [A-Za-z_]+|\\d|[^\\sA-Za-z_\\d] (letter runs, single digits, other chars)"}
+    templates: Counter = Counter()
+    chars, tokens = [], []
+    expected, cache, owner = {}, {}, {}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, fname in SPLIT_FILES.items():
+        samples = []
+        for model_id in split.get(name) or []:
+            if model_id not in answers:
+                continue
+            answer, reason, counts = answers[model_id]
+            if answer is None:
+                skipped[reason] += 1
+                continue
+            expected[answer] = counts
+            images = index[model_id]
+            if info.layout == "grid":
+                pairs = [(model_id, images[0] if images else None, None)]
+            else:
+                pairs = [(f"{model_id}_{v}", _view_image(images, model_id, v), v) for v in info.views]
+            for sid, image, view in pairs:
+                owner[sid] = model_id
+                if image is None:
+                    skipped["image_not_indexed"] += 1
+                    continue
+                t = choose_template(sid, config.seed, len(config.prompts))
+                prompt = config.prompts[t].replace("{views}", info.describe(view))
+                samples.append({"id": sid, "image": image, "conversations": [
+                    {"from": "human", "value": f"{IMAGE_TAG}\n{prompt}"},
+                    {"from": "gpt", "value": answer}]})
+        res = check_samples(samples, rendered, info.size, expected, cache)
+        skipped.update(res.problems)
+        ok_ids = set()
+        for s in res.ok:
+            ok_ids.add(owner[s["id"]])
+            answer = s["conversations"][1]["value"]
+            templates[choose_template(s["id"], config.seed, len(config.prompts))] += 1
+            chars.append(len(answer))
+            tokens.append(count_tokens(answer))
+        n_models = len(ok_ids)
+        _write_json(out_dir / fname, res.ok)
+        metrics["models"][fname[:-5]] = n_models
+        metrics["samples"][fname[:-5]] = len(res.ok)
+    _write_json(out_dir / INFO_FILE, {
+        "image_folder": os.path.relpath(rendered, out_dir), "image_size": list(info.size) if info.size else None,
+        "layout": info.layout, "views": list(info.views), "splits": SPLIT_FILES})
+    metrics["skipped"] = dict(sorted(skipped.items()))
+    metrics["templates"] = {str(k): templates.get(k, 0) for k in range(len(config.prompts))}
+    metrics["answer_chars"] = _stats(chars)
+    metrics["answer_tokens"] = _stats(tokens)
+    if metrics_path is not None:
+        Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
+        _write_json(Path(metrics_path), metrics)
+    return metrics
+
+
+def _view_image(images: list, model_id: str, view: str) -> str | None:
+    """The picture of one view: render names them images/<id>_<view>.png."""
+    suffix = f"{model_id}_{view}.png"
+    for p in images:
+        if p.endswith(suffix):
+            return p
+    return None
+
+
+# ----------------------------------------------------------------------------- any dataset folder
+def validate_folder(folder, image_root=None, size=None) -> dict:
+    """Run `check_samples` on every split file of a converted folder; returns a report dict."""
+    folder = Path(folder)
+    info_path = folder / INFO_FILE
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    if image_root is None:
+        image_root = folder / info["image_folder"] if "image_folder" in info else folder
+    if size is None and info.get("image_size"):
+        size = tuple(info["image_size"])
+    report = {"image_root": str(image_root), "image_size": list(size) if size else None, "files": {}}
+    files = [folder / f for f in SPLIT_FILES.values() if (folder / f).is_file()]
+    if not files:
+        files = sorted(p for p in folder.glob("*.json") if p.name != INFO_FILE)
+    cache: dict = {}
+    for path in files:
+        try:
+            samples = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            report["files"][path.name] = {"samples": 0, "ok": 0, "problems": {"unreadable_json": 1},
+                                          "examples": {"unreadable_json": str(exc)}}
+            continue
+        if not isinstance(samples, list):
+            report["files"][path.name] = {"samples": 0, "ok": 0, "problems": {"not_a_list": 1},
+                                          "examples": {"not_a_list": f"{path.name}: top level is not a list"}}
+            continue
+        res = check_samples(samples, Path(image_root), size, None, cache)
+        report["files"][path.name] = {"samples": len(samples), "ok": len(res.ok),
+                                      "problems": dict(sorted(res.problems.items())), "examples": res.examples}
+    return report
