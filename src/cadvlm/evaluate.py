@@ -588,13 +588,13 @@ def views_task(task: dict) -> dict:
 
 
 def _grid_of(shape, size: int) -> np.ndarray:
-    """front | top over right | iso, one scale for all four (the renderer's framing)."""
+    """The four views in the render stage's 2x2 grid (one scale for all), as the model sees them."""
     from cadvlm.geometry.mesh import tessellate
-    from cadvlm.render.views import render_views
+    from cadvlm.render.sheet import compose_grid
+    from cadvlm.render.views import VIEW_NAMES, render_views
 
     verts, tris = tessellate(shape)
-    im = render_views(verts, tris, size=size, views=("front", "top", "right", "iso"), nthreads=1)
-    return np.block([[im["front"], im["top"]], [im["right"], im["iso"]]])
+    return compose_grid(render_views(verts, tris, size=size, views=VIEW_NAMES, nthreads=1))
 
 
 def write_sheet(items: list[tuple[dict, str, str]], path: Path, pool=None, size: int = SHEET_VIEW_PX) -> None:
