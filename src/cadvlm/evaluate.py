@@ -631,7 +631,7 @@ def write_sheet(items: list[tuple[dict, str, str]], path: Path, pool=None, size:
             else:
                 draw.rectangle([bx, y0 + cap, bx + g - 1, y0 + cap + g - 1], outline=160, fill=235)
                 draw.text((bx + 6, y0 + cap + g // 2 - 6), row["status"] if key == "pred" else "no truth", fill=60)
-        draw.line([x0 + g + 2, y0 + cap + 4, x0 + g + 2, y0 + cap + g - 4], fill=190)  # truth | prediction
+        draw.line([x0 + g + 2, y0 + cap, x0 + g + 2, y0 + cap + g - 1], fill=70, width=2)  # truth | prediction
         draw.rectangle([x0, y0, x0 + cell_w - 3, y0 + cell_h - 3], outline=120)
         if row["status"] == "ok":
             caption = f"{row['id']}  CD {row['chamfer']:.3g}  IoU {row['iou']:.2f}"
