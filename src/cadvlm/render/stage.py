@@ -1,0 +1,312 @@
+"""The render stage: every model of the extracted subset to PNG views, incrementally.
+
+Input: data/extracted/{json/<id>.json, split.json}. Output folder (data/rendered/):
+- images/<id>.png (grid layout) or images/<id>_<view>.png (separate layout);
+- index.json: {id: [picture paths relative to the output folder]} for the models that rendered;
+- rendering_metadata.json: settings, cameras, grid arrangement, framing rule (no per-run data);
+- render_state.json: per model the key it was rendered with, its files and framing, or the
+  reason it failed. This is what makes the stage incremental.
+
+A model's key is a hash of its JSON bytes and the render job (params + RENDER_VERSION), so a
+model whose file and params did not change is neither rebuilt nor rendered (a failure is
+remembered the same way and not retried); models that left the subset, and any file the
+index does not name (a changed layout, a temp file of a killed run), are deleted. The DVC
+output is `persist: true`, so earlier pictures are there to reuse.
+
+Models render in worker processes. A model that raises is counted by reason and skipped; a
+worker that dies (a crash inside OpenCascade) is replaced and the models it held are retried
+one at a time, so only the model that crashes is lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path, PurePosixPath
+
+from cadvlm.render.pipeline import RENDER_VERSION, RenderJob
+from cadvlm.render.sheet import TMP_PREFIX, write_atomic
+
+STATE = "render_state.json"
+INDEX = "index.json"
+METADATA = "rendering_metadata.json"
+SPLITS = ("train", "validation", "test")
+PHASES = ("build", "tessellate", "raycast", "shading", "encode")
+FLUSH_SECONDS = 10.0
+
+
+def subset_ids(extracted: Path) -> list[str]:
+    """Ids of the subset: the union of the split lists, sorted."""
+    split = json.loads((extracted / "split.json").read_text())
+    ids = set()
+    for name in SPLITS:
+        ids.update(split.get(name) or [])
+    return sorted(ids)
+
+
+def safe_id(model_id) -> bool:
+    """An id that is a harmless relative path (ids may hold '/': 'XXXX/XXXXXXXX')."""
+    if not isinstance(model_id, str) or not model_id or "\\" in model_id or "\0" in model_id:
+        return False
+    parts = PurePosixPath(model_id).parts
+    return not model_id.startswith("/") and all(p not in ("", ".", "..") for p in parts) \
+        and not any(p.startswith(TMP_PREFIX) for p in parts)
+
+
+def job_digest(job: RenderJob) -> str:
+    return hashlib.sha256(json.dumps(job.to_json(), sort_keys=True).encode()).hexdigest()
+
+
+def model_key(digest: str, data: bytes) -> str:
+    return hashlib.sha256(digest.encode() + b"\0" + data).hexdigest()[:32]
+
+
+# ----------------------------------------------------------------------------- workers
+
+_W: dict = {}
+
+
+def _init_worker(job: RenderJob, out: str, nthreads: int) -> None:
+    _W.update(job=job, out=Path(out), nthreads=nthreads)
+
+
+def _render_one(task) -> dict:
+    """Render one model in a worker: {'id', 'key', 'files' | 'error', 'message', 'timings'}."""
+    from cadvlm.cad.model import CADError
+    from cadvlm.render.pipeline import pictures_of_json
+    from cadvlm.render.sheet import encode_png
+
+    model_id, key, data = task
+    job, out, timings = _W["job"], _W["out"], {}
+    try:
+        try:
+            model = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CADError("malformed_json", str(exc), model_id) from None
+        if not isinstance(model, dict):
+            raise CADError("malformed_json", "top level is not a JSON object", model_id)
+        pictures, framing = pictures_of_json(model, model_id, job, _W["nthreads"], timings)
+        t0 = time.perf_counter()
+        blobs = {name: encode_png(img, job.png_compress_level) for name, img in pictures.items()}
+        for name, blob in blobs.items():
+            write_atomic(out / name, blob)
+        timings["encode"] = time.perf_counter() - t0
+        return {"id": model_id, "key": key, "files": list(blobs), "framing": framing.to_json(),
+                "timings": timings}
+    except CADError as exc:
+        return {"id": model_id, "key": key, "error": exc.reason, "message": str(exc), "timings": timings}
+    except Exception as exc:  # a bug or an unexpected library error: counted, never fatal
+        return {"id": model_id, "key": key, "error": f"unexpected_{type(exc).__name__}",
+                "message": f"{model_id}: {type(exc).__name__}: {exc}", "timings": timings}
+
+
+def _pool(workers: int, job: RenderJob, out: Path) -> ProcessPoolExecutor:
+    import multiprocessing as mp
+
+    # forkserver: workers fork from a clean process that imported the heavy libraries once
+    # (the parent may hold threads: forking those is unsafe).
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["cadvlm.render.pipeline", "cadvlm.render.views", "open3d",
+                                "cadvlm.geometry.solid", "cadvlm.geometry.mesh"])
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                               initargs=(job, str(out), 1))
+
+
+def _run_tasks(tasks, workers: int, job: RenderJob, out: Path, on_result) -> None:
+    """Run tasks, calling on_result(result) as each finishes (in completion order)."""
+    if workers <= 1:
+        _init_worker(job, str(out), 0)
+        for task in tasks:
+            on_result(_render_one(task))
+        return
+    pending = list(reversed(tasks))
+    suspects = []
+    window = 2 * workers
+    while pending:
+        pool = _pool(workers, job, out)
+        inflight = {}
+        try:
+            while pending or inflight:
+                while pending and len(inflight) < window:
+                    task = pending.pop()
+                    inflight[pool.submit(_render_one, task)] = task
+                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    result = fut.result()  # BrokenProcessPool if a worker died
+                    del inflight[fut]
+                    on_result(result)
+        except BrokenProcessPool:
+            suspects.extend(inflight.values())
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    # Retry the models that were in flight when a worker died, one per fresh pool.
+    for task in suspects:
+        pool = _pool(1, job, out)
+        try:
+            on_result(pool.submit(_render_one, task).result())
+        except BrokenProcessPool:
+            on_result({"id": task[0], "key": task[1], "error": "worker_crashed",
+                       "message": f"{task[0]}: the worker process died rendering it", "timings": {}})
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+# ----------------------------------------------------------------------------- stage
+
+def _load_state(out: Path) -> dict:
+    try:
+        state = json.loads((out / STATE).read_text())
+        return state.get("models", {}) if state.get("version") == 1 else {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _dump(path: Path, obj) -> None:
+    write_atomic(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+
+
+def _existing_files(images: Path, out: Path) -> set[str]:
+    found = set()
+    for root, _, files in os.walk(images):
+        rel = Path(root).relative_to(out).as_posix()
+        found.update(f"{rel}/{f}" for f in files)
+    return found
+
+
+def metadata(job: RenderJob) -> dict:
+    from cadvlm.render.sheet import GRID_LAYOUT
+    from cadvlm.render.views import CAMERAS
+
+    return {
+        "renderer": "cadvlm.render: orthographic ray casting (open3d RaycastingScene / Embree), CPU",
+        "settings": job.to_json(),
+        "image": {"format": "PNG", "mode": "L (8-bit grey)", "background": 255,
+                  "view_size": job.settings.size,
+                  "grid_size": [2 * job.settings.size, 2 * job.settings.size] if job.layout == "grid" else None},
+        "layout": job.layout,
+        "grid": [list(r) for r in GRID_LAYOUT] if job.layout == "grid" else None,
+        "grid_note": "third-angle projection: top above front, right beside front, iso in the free cell",
+        "cameras": {v: CAMERAS[v].to_json() for v in job.views},
+        "frame": "model's global frame, Z up; a view looks along `direction`, picture x = `right`, "
+                 "picture y = `up` (image rows run down)",
+        "framing": "per model (render_state.json): centre = bounding-box centre of the mesh; "
+                   "half_width (world units from picture centre to side) = largest half-extent of the "
+                   "mesh over the listed views x (1 + margin); one scale for all views",
+        "pixel_to_world": "x = centre.right + (col + 0.5 - size/2) * 2*half_width/size, "
+                          "y = centre.up + (size/2 - row - 0.5) * 2*half_width/size",
+    }
+
+
+def run_render(extracted, out, job: RenderJob, workers: int = 2, metrics_path=None,
+               progress: bool = True) -> dict:
+    """Render the subset in `extracted` into `out`; returns (and writes) the metrics."""
+    t_start = time.perf_counter()
+    extracted, out = Path(extracted), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    images = out / "images"
+    digest = job_digest(job)
+    old = _load_state(out)
+    existing = _existing_files(images, out)
+
+    ids = subset_ids(extracted)
+    state: dict = {}
+    tasks, failed_now = [], Counter()
+    reused = 0
+    for model_id in ids:
+        if not safe_id(model_id):
+            state[str(model_id)] = {"key": None, "error": "bad_id", "message": f"unsafe model id {model_id!r}"}
+            continue
+        try:
+            data = (extracted / "json" / f"{model_id}.json").read_bytes()
+        except OSError as exc:
+            state[model_id] = {"key": None, "error": "missing_json", "message": f"{model_id}: {exc}"}
+            continue
+        key = model_key(digest, data)
+        prev = old.get(model_id)
+        if prev and prev.get("key") == key and ("error" in prev or all(f in existing for f in prev["files"])):
+            state[model_id] = prev
+            reused += 1
+        else:
+            tasks.append((model_id, key, data))
+
+    times = Counter()
+    done_ok = 0
+    last_flush = [time.perf_counter()]
+    bar = None
+    if progress and tasks:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(tasks), desc="render", unit="model", mininterval=1.0, smoothing=0.05)
+
+    def on_result(res: dict) -> None:
+        nonlocal done_ok
+        times.update(res.pop("timings", {}))
+        model_id = res.pop("id")
+        state[model_id] = res
+        if "error" in res:
+            failed_now[res["error"]] += 1
+        else:
+            done_ok += 1
+        if bar is not None:
+            bar.update(1)
+        if time.perf_counter() - last_flush[0] > FLUSH_SECONDS:
+            # Progress survives a killed run: rendered models are not rendered again.
+            _dump(out / STATE, {"version": 1, "models": {**old, **state}})
+            last_flush[0] = time.perf_counter()
+
+    t_render = time.perf_counter()
+    if tasks:
+        nproc = workers if workers > 0 else (os.cpu_count() or 1)
+        _run_tasks(tasks, min(nproc, len(tasks)), job, out, on_result)
+    render_seconds = time.perf_counter() - t_render
+    if bar is not None:
+        bar.close()
+
+    # Keep exactly the files the index names; everything else under images/ goes.
+    state = {k: state[k] for k in sorted(state)}
+    index = {k: v["files"] for k, v in state.items() if "files" in v}
+    keep = {f for files in index.values() for f in files}
+    removed = 0
+    for rel in sorted(_existing_files(images, out) - keep):
+        os.unlink(out / rel)
+        removed += 1
+    for root, dirs, files in os.walk(images, topdown=False):
+        if not dirs and not files and Path(root) != images:
+            try:
+                os.rmdir(root)
+            except OSError:
+                pass
+    _dump(out / INDEX, index)
+    _dump(out / METADATA, metadata(job))
+    _dump(out / STATE, {"version": 1, "models": state})
+
+    failures = Counter(v["error"] for v in state.values() if "error" in v)
+    phase = {p: round(times.get(p, 0.0), 3) for p in PHASES}
+    cpu_total = sum(phase.values())
+    metrics = {
+        "models": len(ids),
+        "rendered": len(index),
+        "failed": sum(failures.values()),
+        "failed_by_reason": dict(sorted(failures.items())),
+        "this_run": {
+            "rendered": done_ok,
+            "failed": sum(failed_now.values()),
+            "reused": reused,
+            "removed_files": removed,
+            "workers": workers,
+            "seconds": round(time.perf_counter() - t_start, 3),
+            "render_seconds": round(render_seconds, 3),
+            "models_per_s": round(len(tasks) / render_seconds, 2) if tasks and render_seconds > 0 else None,
+            "time_split_s": phase,
+            "raycast_share": round(phase["raycast"] / cpu_total, 3) if cpu_total else None,
+        },
+    }
+    if metrics_path is not None:
+        Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
+        _dump(Path(metrics_path), metrics)
+    return metrics

@@ -1,0 +1,29 @@
+"""DVC stage `render`: data/extracted/ -> data/rendered/ (PNG views, index, metadata).
+
+Incremental: the output persists between runs and a model whose JSON and render params did not
+change is not rendered again (see cadvlm.render.stage). Metrics go to metrics/render.json.
+"""
+
+from pathlib import Path
+
+from cadvlm.params import load_params
+from cadvlm.render.pipeline import RenderJob
+from cadvlm.render.stage import run_render
+
+EXTRACTED = Path("data/extracted")
+OUT_DIR = Path("data/rendered")
+METRICS = Path("metrics/render.json")
+
+
+def main() -> None:
+    p = dict(load_params().get("render", {}))
+    workers = int(p.pop("workers", 2))
+    m = run_render(EXTRACTED, OUT_DIR, RenderJob.from_params(p), workers=workers, metrics_path=METRICS)
+    run = m["this_run"]
+    print(f"render: {m['rendered']}/{m['models']} models have pictures, {m['failed']} failed "
+          f"{m['failed_by_reason'] or ''}; this run rendered {run['rendered']}, reused {run['reused']}, "
+          f"removed {run['removed_files']} files in {run['seconds']} s")
+
+
+if __name__ == "__main__":
+    main()
