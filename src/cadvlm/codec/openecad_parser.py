@@ -40,6 +40,7 @@ from __future__ import annotations
 import ast
 import math
 import re
+import warnings
 
 import numpy as np
 
@@ -434,7 +435,9 @@ class _AstFront:
 
     def run(self, text: str, ex: _Executor) -> None:
         try:
-            tree = ast.parse(text, mode="exec")
+            with warnings.catch_warnings():  # e.g. "invalid decimal literal" warnings: we raise instead
+                warnings.simplefilter("ignore")
+                tree = ast.parse(text, mode="exec")
         except SyntaxError as exc:
             raise CodeParseError(f"syntax error: {exc.msg}", exc.lineno) from None
         except (ValueError, MemoryError, RecursionError, OverflowError) as exc:

@@ -40,6 +40,7 @@ from pathlib import Path
 IMAGE_TAG = "<image>"
 SPLIT_FILES = {"train": "train.json", "validation": "val.json", "test": "test.json"}
 INFO_FILE = "convert_info.json"
+POOL_MIN = 64  # fewer models than this are written in-process (a pool costs more than it saves)
 
 DEFAULT_PROMPTS = (
     "This picture shows {views} of a mechanical part. Write the OpenECAD-style Python code "
@@ -262,7 +263,7 @@ def convert(extracted, rendered, out_dir, config: ConvertConfig = ConvertConfig(
     unique = sorted(set(todo))
     tasks = [(extracted / "json" / f"{m}.json", m, config.compat) for m in unique]
     workers = config.workers or os.cpu_count() or 1
-    if workers > 1 and len(tasks) > 64:
+    if workers > 1 and len(tasks) >= POOL_MIN:
         with ProcessPoolExecutor(workers) as pool:
             results = list(pool.map(_answer_task, tasks, chunksize=max(1, len(tasks) // (8 * workers))))
     else:
