@@ -176,3 +176,18 @@ def test_cadvlm_score_refuses_bad_folders(tmp_path, capsys):
     assert "not a folder" in capsys.readouterr().err
     (tmp_path / "p").mkdir()
     assert main(["score", "--pred", str(tmp_path / "p"), "--truth", str(tmp_path)]) == 2
+
+
+def test_flat_predictions_find_nested_truths(deepcad_dir, tmp_path):
+    """OpenECAD outputs named <id>.py against DeepCAD's cad_json/<folder>/<id>.json layout."""
+    import shutil
+
+    from cadvlm.evaluate import match_truths
+
+    (tmp_path / "cad_json" / "0000").mkdir(parents=True)
+    for i in ("00000007", "00003877"):
+        shutil.copy(deepcad_dir / "json" / f"{i}.json", tmp_path / "cad_json" / "0000" / f"{i}.json")
+    preds = {"00000007": Path("a.py"), "0000/00003877": Path("b.py"), "12345678": Path("c.py")}
+    got = match_truths(preds, tmp_path / "cad_json")
+    assert got == {"00000007": tmp_path / "cad_json" / "0000" / "00000007.json",
+                   "0000/00003877": tmp_path / "cad_json" / "0000" / "00003877.json"}

@@ -466,7 +466,7 @@ def oracle_answer(truth_path: Path, model_id: str) -> str:
 
     try:
         return wrap_answer(write_code(read_model(truth_path, model_id)))
-    except CADError:
+    except Exception:  # unreadable truth (scored as truth_error anyway) or a writer bug (shows as no_code)
         return ""
 
 
@@ -668,6 +668,25 @@ def pred_files(pred_dir: Path) -> dict[str, Path]:
     return out
 
 
+def match_truths(preds: dict[str, Path], truth_dir: Path) -> dict[str, Path]:
+    """{prediction id: truth JSON}: <truth>/<id>.json, else the one truth file with the same
+    name anywhere below (flat outputs such as 00000007.py against DeepCAD's cad_json/0000/)."""
+    out, by_stem = {}, None
+    for i in preds:
+        direct = truth_dir / f"{i}.json"
+        if direct.is_file():
+            out[i] = direct
+            continue
+        if by_stem is None:
+            by_stem = {}
+            for p in truth_dir.rglob("*.json"):
+                by_stem.setdefault(p.stem, []).append(p)
+        found = by_stem.get(Path(i).name, [])
+        if len(found) == 1:
+            out[i] = found[0]
+    return out
+
+
 def cmd_score(args) -> int:
     if not args.pred.is_dir():
         print(f"cadvlm score: --pred {args.pred} is not a folder", file=sys.stderr)
@@ -679,8 +698,9 @@ def cmd_score(args) -> int:
     if not preds:
         print(f"cadvlm score: no .py or .txt files under {args.pred}", file=sys.stderr)
         return 2
-    missing = [i for i in preds if not (args.truth / f"{i}.json").is_file()]
-    ids = [i for i in preds if i not in missing]
+    truth_of = match_truths(preds, args.truth)
+    missing = [i for i in preds if i not in truth_of]
+    ids = [i for i in preds if i in truth_of]
     if not ids:
         print(f"cadvlm score: none of the {len(preds)} predictions has a truth <id>.json in {args.truth}",
               file=sys.stderr)
@@ -688,7 +708,7 @@ def cmd_score(args) -> int:
     cfg = ScoreConfig(workers=args.workers, timeout_s=args.timeout, seed=args.seed)
     samples = []
     for i in ids:
-        truth = str(args.truth / f"{i}.json")
+        truth = str(truth_of[i])
         try:
             answer = preds[i].read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
