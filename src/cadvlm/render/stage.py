@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from cadvlm.render.pipeline import RENDER_VERSION, RenderJob
 from cadvlm.render.sheet import TMP_PREFIX, write_atomic
@@ -53,9 +53,8 @@ def safe_id(model_id) -> bool:
     """An id that is a harmless relative path (ids may hold '/': 'XXXX/XXXXXXXX')."""
     if not isinstance(model_id, str) or not model_id or "\\" in model_id or "\0" in model_id:
         return False
-    parts = PurePosixPath(model_id).parts
-    return not model_id.startswith("/") and all(p not in ("", ".", "..") for p in parts) \
-        and not any(p.startswith(TMP_PREFIX) for p in parts)
+    parts = model_id.split("/")  # not PurePosixPath: it silently drops "." and "" parts
+    return all(p not in ("", ".", "..") and not p.startswith(TMP_PREFIX) for p in parts)
 
 
 def job_digest(job: RenderJob) -> str:
