@@ -197,7 +197,7 @@ class PartBuilder:
         kind = self.pick(
             ("rect", "rrect", "chamfer", "circle", "obround", "polygon", "L", "T", "U", "I", "cross", "step",
              "lug", "D", "trapezoid", "triangle"),
-            (0.20, 0.13, 0.04, 0.17, 0.05, 0.05, 0.07, 0.04, 0.05, 0.02, 0.02, 0.03, 0.05, 0.02, 0.03, 0.03))
+            (0.19, 0.13, 0.04, 0.20, 0.05, 0.05, 0.07, 0.04, 0.04, 0.02, 0.02, 0.03, 0.05, 0.02, 0.02, 0.03))
         curves, rectish = self._outline(kind, size)
         # Where the outline sits: centred on the origin, a corner on it, or somewhere else.
         lo, hi = sh.loop_polygon(curves).min(axis=0), sh.loop_polygon(curves).max(axis=0)
@@ -216,7 +216,7 @@ class PartBuilder:
         mode = self.pick(("plate", "block", "long"), (0.55, 0.27, 0.18))
         ratio = {"plate": (0.03, 0.25), "block": (0.25, 0.8), "long": (0.8, 3.0)}[mode]
         t = u.length(rng, max(size * ratio[0], 0.8), size * ratio[1])
-        ext = self.pick((ExtentType.ONE_SIDE, ExtentType.SYMMETRIC, ExtentType.TWO_SIDES), (0.84, 0.12, 0.04))
+        ext = self.pick((ExtentType.ONE_SIDE, ExtentType.SYMMETRIC, ExtentType.TWO_SIDES), (0.80, 0.16, 0.04))
         if ext == ExtentType.ONE_SIDE:
             e1, e2 = (t, 0.0) if self.chance(0.82) else (-t, 0.0)
             lo_d, hi_d = min(0.0, e1), max(0.0, e1)
@@ -500,7 +500,7 @@ class PartBuilder:
             return 0
         face = self.pick(faces, [weights[f.kind] for f in faces])
         counts = [k for k in (1, 2, 3, 4, 6) if k <= budget]
-        n = int(self.pick(counts, [(0.42, 0.26, 0.07, 0.2, 0.05)[(1, 2, 3, 4, 6).index(k)] for k in counts]))
+        n = int(self.pick(counts, [(0.46, 0.26, 0.07, 0.17, 0.04)[(1, 2, 3, 4, 6).index(k)] for k in counts]))
         cbore = n * 2 <= budget and face.kind in ("top", "boss", "bottom") and self.chance(0.15)
         kind = "circle" if cbore else self._hole_kind(True)
         d = self._hole_size(face, n, kind)
@@ -524,8 +524,13 @@ class PartBuilder:
                 self._cut(face, [sh.circle(d / 2, *c)], depth, through=True)
             self.features.append(f"cbore_holes:{n}")
             return 2 * n
+        b = self.base
+        mid = through and face.kind in ("top", "bottom") and b.lo < 0 < b.hi and self.chance(0.5)
         for loops in placed:
-            self._cut(face, [loops], depth, through=through)
+            if mid:
+                self._cut_mid(face, loops)
+            else:
+                self._cut(face, [loops], depth, through=through)
         self.features.append(f"holes:{kind}:{n}")
         return n
 
@@ -542,6 +547,20 @@ class PartBuilder:
             floor = make_plane(face.plane.to_global(face.center) - depth * face.plane.normal, face.plane.normal,
                                up=self._up(face))
             self.faces.append(Face(floor, poly_to(poly, face.plane, floor), face.depth - depth, "pocket"))
+
+    def _cut_mid(self, face: Face, loops):
+        """A through cut sketched on the base's own (middle) plane with the base's Symmetric or
+        TwoSides extent, as designers do for parts extruded both ways."""
+        b = self.base
+        on_point = self.chance(0.3)
+        point = face.plane.to_global(sh.loop_polygon(loops).mean(axis=0))
+        point = point - float((point - b.plane.origin) @ b.plane.normal) * b.plane.normal
+        plane = make_plane(point, b.plane.normal, origin_at_point=on_point)
+        if abs(b.lo + b.hi) < 1e-9:
+            self.add(plane, [reproject(loops, face.plane, plane)], Operation.CUT, ExtentType.SYMMETRIC, b.hi)
+        else:
+            self.add(plane, [reproject(loops, face.plane, plane)], Operation.CUT, ExtentType.TWO_SIDES, b.hi, -b.lo)
+        self.register(plane, poly_to(sh.loop_polygon(loops), face.plane, plane), b.lo, b.hi)
 
     def feat_pocket(self, budget: int) -> int:
         faces = self.faces_of("top", "bottom", "boss", min_depth=1.5)
@@ -564,15 +583,15 @@ class PartBuilder:
         return 1
 
     def feat_boss(self, budget: int) -> int:
-        weights = {"top": 5.0, "bottom": 1.0, "boss": 1.0}
+        weights = {"top": 5.0, "bottom": 1.2, "boss": 2.0}
         faces = self.faces_of(*weights)
         if not faces:
             return 0
         face = self.pick(faces, [weights[f.kind] for f in faces])
         counts = [k for k in (1, 2, 4) if k <= budget]
-        n = int(self.pick(counts, [(0.78, 0.1, 0.12)[(1, 2, 4).index(k)] for k in counts]))
+        n = int(self.pick(counts, [(0.72, 0.13, 0.15)[(1, 2, 4).index(k)] for k in counts]))
         kind = self.pick(("circle", "annulus", "rect", "rrect", "hexagon", "obround"),
-                         (0.38, 0.17, 0.13, 0.14, 0.08, 0.1))
+                         (0.42, 0.18, 0.11, 0.13, 0.07, 0.09))
         m = float(min(face.size))
         hi = m * (0.8 if n == 1 else 0.35)
         size = self.u.length(self.rng, max(m * 0.15, 1.5), hi)
@@ -583,7 +602,7 @@ class PartBuilder:
         if not placed:
             return 0
         h = self.u.length(self.rng, max(size * 0.15, 0.8), size * 1.6)
-        op = Operation.NEW_BODY if self.chance(0.08) else Operation.JOIN
+        op = Operation.NEW_BODY if self.chance(0.15) else Operation.JOIN
         for curves in placed:
             loops = [curves]
             top_forbidden = []
@@ -663,10 +682,12 @@ class PartBuilder:
         depth_in = sh.ray_depth(mid, inward, [b.outer] + b.holes)
         if not math.isfinite(depth_in) or depth_in < 4.0:
             return 0
-        tw = self.u.length(self.rng, max(0.8, min(depth_in * 0.06, 2.0)), min(depth_in * 0.35, b.size * 0.15))
+        # Walls about as thick as the plate they stand on (bent or welded sheet), not fins.
+        t = b.hi - b.lo
+        tw = self.u.length(self.rng, max(0.8, min(t * 0.6, depth_in * 0.2)), max(0.8, min(t * 1.5, depth_in * 0.35)))
         if tw >= depth_in * 0.5:
             return 0
-        H = self.u.length(self.rng, max(b.size * 0.2, 3.0), b.size * 1.1)
+        H = self.u.length(self.rng, max(b.size * 0.2, 3.0, 2 * tw), b.size * 0.8)
         if self.chance(0.3):  # a wall over part of the edge, centred
             part = self.u.nice(length * self.uniform(0.4, 0.8))
             t0 = (length - part) / 2

@@ -31,8 +31,8 @@ from cadvlm.cad.synth_part import PartBuilder
 
 # Features after the base, and how often each is tried (a feature that does not fit adds nothing).
 FEATURES = {
-    "holes": 0.36, "boss": 0.20, "pocket": 0.09, "wall": 0.08, "gusset": 0.07, "side_hole": 0.06,
-    "notch": 0.05, "groove": 0.04, "hub": 0.04, "intersect": 0.04,
+    "holes": 0.26, "boss": 0.32, "pocket": 0.07, "wall": 0.08, "gusset": 0.06, "side_hole": 0.05,
+    "notch": 0.05, "groove": 0.05, "hub": 0.04, "intersect": 0.06,
 }
 FLOAT_DECIMALS = 10  # JSON floats (metres) rounded to 1e-10 m: stable bytes, exact to 0.1 nm
 
@@ -42,11 +42,12 @@ class SynthConfig:
     """What the generator draws; the `synthesize` section of params.yaml maps onto it."""
 
     # P(model has 1, 2, ... extrudes). DeepCAD: about half are one extrude, a long tail after.
-    extrude_weights: tuple = (0.50, 0.20, 0.11, 0.08, 0.06, 0.05)
+    extrude_weights: tuple = (0.50, 0.20, 0.11, 0.07, 0.05, 0.04, 0.02, 0.01)
     size_min_mm: float = 10.0  # largest side of the base outline, drawn log-uniformly
     size_max_mm: float = 200.0
     imperial_fraction: float = 0.3  # parts designed in fractional inches (DeepCAD has many)
     max_attempts: int = 30
+    check_effect: bool = True  # reject draws with an extrude that leaves the solid unchanged
     limits: Limits = field(default_factory=Limits)
 
     @classmethod
@@ -152,11 +153,25 @@ def _single_solid(shape) -> None:
         raise CADError("not_one_solid", f"the part falls into {n} solids")
 
 
-def validate(model: CADModel, limits: Limits) -> tuple[dict, CADModel]:
+def _check_effect(model: CADModel) -> None:
+    """Every extrude after the first must change the volume: a cut in thin air or a boss buried
+    in the body teaches the model to write code that does nothing."""
+    from cadvlm.geometry.solid import build_solid, volume
+
+    prev = None
+    for k in range(1, len(model.extrudes) + 1):
+        v = volume(build_solid(CADModel(model.extrudes[:k]), unify=False))
+        if prev is not None and abs(v - prev) <= 1e-6 * max(abs(v), abs(prev)):
+            raise CADError("no_effect", f"extrude {k - 1} does not change the solid")
+        prev = v
+
+
+def validate(model: CADModel, limits: Limits, check_effect: bool = True) -> tuple[dict, CADModel]:
     """The model's DeepCAD JSON dict (with its bounding box) and the model read back from it.
 
     CADError when the model is over DeepCAD's limits, or its JSON, read back, does not build one
-    valid solid: the generator then draws again.
+    valid solid, or (check_effect) one of its extrudes changes nothing: the generator then draws
+    again.
     """
     from cadvlm.geometry.solid import bounding_box, build_solid
 
@@ -165,6 +180,8 @@ def validate(model: CADModel, limits: Limits) -> tuple[dict, CADModel]:
     back = read_model(data, model.model_id)
     shape = build_solid(back)
     _single_solid(shape)
+    if check_effect:
+        _check_effect(back)
     lo, hi = bounding_box(shape)
     data["properties"] = round_floats({"bounding_box": {
         "type": "BoundingBox3D", "min_point": dict(zip("xyz", map(float, lo))),
@@ -205,7 +222,7 @@ def generate(index: int, seed: int = 0, config: SynthConfig | None = None) -> Ge
             continue
         model = CADModel(to_metres(pb.extrudes), model_id=mid)
         try:
-            data, back = validate(model, config.limits)
+            data, back = validate(model, config.limits, config.check_effect)
         except CADError as exc:
             failures[exc.reason] += 1
             continue
