@@ -220,7 +220,7 @@ class LiveCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logged = {self.NAMES[k]: v for k, v in (logs or {}).items() if k in self.NAMES}
-        if not logged or "train_runtime" in (logs or {}):  # the end-of-run summary repeats the mean loss
+        if not logged or "train_loss" in (logs or {}):  # the end-of-run summary repeats the mean loss
             return
         self.live.step = state.global_step
         for name, value in logged.items():

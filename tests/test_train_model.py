@@ -1,0 +1,102 @@
+"""Tiny base building, offline loading, LoRA targeting and batched generation."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from cadvlm.model.generate import generate_code
+from cadvlm.model.load import ModelLoadError, load_base
+from cadvlm.model.lora import apply_lora, count_parameters, target_regex
+from cadvlm.model.tiny import build_tiny_base
+
+TINY = {"vocab_size": 400, "image_size": 32, "patch_size": 16, "vision_hidden_size": 16, "vision_layers": 1,
+        "vision_heads": 2, "hidden_size": 32, "intermediate_size": 64, "layers": 2, "heads": 2}
+TEXTS = ["Line0_0_0 = add_line(start= [0., 0.], end= [10.,  0.])\n", "Circle1_0_0 = add_circle(center= [ 6.5, 10. ], radius= 1.7526)\n",
+         "Of course, here are the codes:\n```python\n", "Generate the CAD code for this part."] * 5
+LORA = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"], "vision_tower": False,
+        "vision_target_modules": ["q_proj", "v_proj"], "modules_to_save": ["multi_modal_projector"]}
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return build_tiny_base(tmp_path_factory.mktemp("tiny"), TEXTS, TINY, seed=0)
+
+
+def _digest(folder: Path) -> dict:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_tiny_build_is_deterministic(tiny_dir, tmp_path):
+    again = build_tiny_base(tmp_path / "again", TEXTS, TINY, seed=0)
+    assert _digest(tiny_dir) == _digest(again)
+
+
+def test_tiny_loads_through_auto_classes(tiny_dir):
+    model, processor = load_base(tiny_dir)
+    assert type(model).__name__ == "LlavaForConditionalGeneration"
+    assert type(processor).__name__ == "LlavaProcessor"
+    assert next(model.parameters()).dtype == torch.float32  # CPU
+    tok = processor.tokenizer
+    code = "SketchPlane0 = add_sketchplane(\n\torigin= [0., 0., 0.], normal= [0., 0., 1.])\n\u00b5"
+    assert tok.decode(tok(code, add_special_tokens=False)["input_ids"]) == code  # byte-level: lossless
+    assert tok.pad_token == "<pad>" and tok.eos_token == "</s>"
+
+
+def test_missing_model_is_named(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(ModelLoadError, match=r"'nobody/no-such-vlm' offline.*hf download nobody/no-such-vlm"):
+        load_base("nobody/no-such-vlm")
+
+
+def test_lora_targets_language_model_and_projector(tiny_dir):
+    model, _ = load_base(tiny_dir)
+    total, _ = count_parameters(model)
+    peft_model = apply_lora(model, LORA)
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n or "multi_modal_projector" in n for n in trainable)
+    assert not any("vision_tower" in n for n in trainable)
+    assert any("language_model" in n and "q_proj.lora_A" in n for n in trainable)
+    assert count_parameters(peft_model)[1] < total
+
+
+def test_lora_vision_tower_optional(tiny_dir):
+    model, _ = load_base(tiny_dir)
+    peft_model = apply_lora(model, {**LORA, "vision_tower": True, "modules_to_save": []})
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert any("vision_tower" in n and "lora_A" in n for n in trainable)
+    assert not any("multi_modal_projector" in n for n in trainable)
+
+
+def test_target_regex():
+    rx = target_regex(["q_proj"], vision_tower=False)
+    assert re.fullmatch(rx, "model.language_model.layers.0.self_attn.q_proj")
+    assert not re.fullmatch(rx, "model.vision_tower.vision_model.encoder.layers.0.self_attn.q_proj")
+    assert not re.fullmatch(rx, "model.visual.blocks.0.attn.q_proj")
+    rx = target_regex(["q_proj"], vision_tower=True, vision_target_modules=["qkv"])
+    assert re.fullmatch(rx, "model.visual.blocks.0.attn.qkv")
+    assert not re.fullmatch(rx, "model.visual.blocks.0.attn.q_proj")
+
+
+def test_bad_lora_target_is_reported(tiny_dir):
+    model, _ = load_base(tiny_dir)
+    with pytest.raises(ValueError, match="match no layer"):
+        apply_lora(model, {**LORA, "target_modules": ["no_such_proj"]})
+
+
+def test_generate_batched_equals_one_by_one(tiny_dir):
+    model, processor = load_base(tiny_dir)
+    images = [Image.new("RGB", (64, 64), c) for c in ("white", "black", "gray")]
+    batched = generate_code(model, processor, images, "Generate the CAD code for this part.", max_new_tokens=12,
+                            batch_size=3)
+    single = [generate_code(model, processor, [im], "Generate the CAD code for this part.", max_new_tokens=12,
+                            batch_size=1)[0] for im in images]
+    assert len(batched) == 3 and all(isinstance(s, str) and s for s in batched)
+    assert batched == single  # left padding keeps every row's continuation its own
+    assert processor.tokenizer.padding_side == "right"  # restored after generation
