@@ -98,8 +98,13 @@ def polygon_loop(verts, corners=None) -> list:
     shrink to nothing are dropped (two full fillets meeting).
     """
     verts = [np.asarray(v, dtype=np.float64) for v in verts]
+    corners = list(corners) if corners else [None] * len(verts)
+    # Drop repeated and collinear vertices (snapped dimensions can make an arm vanish).
+    keep = _proper_vertices(verts)
+    verts, corners = [verts[i] for i in keep], [corners[i] for i in keep]
     n = len(verts)
-    corners = corners or [None] * n
+    if n < 3:
+        raise ValueError("a polygon needs three proper vertices")
     ins, outs, joins = [], [], []
     for i in range(n):
         p, prev, nxt = verts[i], verts[i - 1], verts[(i + 1) % n]
@@ -139,6 +144,22 @@ def polygon_loop(verts, corners=None) -> list:
         if np.linalg.norm(ins[j] - outs[i]) > 1e-6:
             curves.append(Line(outs[i], ins[j]))
     return curves
+
+
+def _proper_vertices(verts) -> list[int]:
+    """Indices of the vertices that are neither repeats of the previous one nor on a straight run."""
+    idx = list(range(len(verts)))
+    changed = True
+    while changed and len(idx) >= 3:
+        changed = False
+        for k in range(len(idx)):
+            a, b, c = verts[idx[k - 1]], verts[idx[k]], verts[idx[(k + 1) % len(idx)]]
+            cross = (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+            if np.linalg.norm(b - a) < 1e-9 or abs(cross) < 1e-9 * max(1.0, float(np.linalg.norm(c - a))):
+                del idx[k]
+                changed = True
+                break
+    return idx
 
 
 def rect(w, h, cx=0.0, cy=0.0, corners=None):
