@@ -28,9 +28,8 @@ def _item(mid: str, answer: str) -> dict:
         {"from": "gpt", "value": answer}]}
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("proj")
+def make_project(root: Path) -> Path:
+    """extracted/ (JSON + split), rendered/ (blank pictures) and converted/ for a few synthetic models."""
     ids = [model_id(i) for i in range(N_TRAIN + N_VAL + N_TEST)]
     split = {"train": ids[:N_TRAIN], "validation": ids[N_TRAIN:N_TRAIN + N_VAL], "test": ids[N_TRAIN + N_VAL:]}
     (root / "extracted" / "json").mkdir(parents=True)
@@ -47,6 +46,11 @@ def project(tmp_path_factory) -> Path:
         items = [_item(m, answers[m]) for m in split[key]]
         (root / "converted" / f"{name}.json").write_text(json.dumps(items))
     return root
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    return make_project(tmp_path_factory.mktemp("proj"))
 
 
 def fake_generate(records):
