@@ -76,6 +76,8 @@ def add_arguments_contact_sheet(p) -> None:
     p.add_argument("--columns", type=int, default=6)
     p.add_argument("--tile", type=int, default=256, help="pixels per tile side")
     p.add_argument("--limit", type=int, default=48, help="at most this many models (first by name)")
+    p.add_argument("--skip-failed", action="store_true",
+                   help="leave out models that do not build (default: a labelled empty tile)")
     _add_look_arguments(p, 256)
 
 
@@ -131,9 +133,13 @@ def cmd_contact_sheet(args) -> int:
             pictures, _ = pictures_of_json(path, label, job)
             items.append((label, next(iter(pictures.values()))))
         except CADError as exc:
-            items.append((f"{label}: {exc.reason}", None))
             failed += 1
+            if not args.skip_failed:
+                items.append((f"{label}: {exc.reason}", None))
+    if not items:
+        print("cadvlm contact-sheet: no model could be rendered", file=sys.stderr)
+        return 1
     sheet = contact_sheet(items, columns=args.columns, tile=args.tile)
     write_atomic(args.output, encode_png(sheet, 9))
-    print(f"{len(items)} models ({failed} failed) -> {args.output} ({sheet.shape[1]}x{sheet.shape[0]})")
+    print(f"{len(items)} pictures, {failed} models failed -> {args.output} ({sheet.shape[1]}x{sheet.shape[0]})")
     return 0

@@ -76,12 +76,20 @@ def _init_worker(job: RenderJob, out: str, nthreads: int) -> None:
 
 def _render_one(task) -> dict:
     """Render one model in a worker: {'id', 'key', 'files' | 'error', 'message', 'timings'}."""
+    model_id, key, data = task
+    job, out, timings = _W["job"], _W["out"], {}
+    cpu0 = time.process_time()
+    try:
+        return _render_checked(model_id, key, data, job, out, timings)
+    finally:
+        timings["cpu"] = time.process_time() - cpu0
+
+
+def _render_checked(model_id, key, data, job, out, timings) -> dict:
     from cadvlm.cad.model import CADError
     from cadvlm.render.pipeline import pictures_of_json
     from cadvlm.render.sheet import encode_png
 
-    model_id, key, data = task
-    job, out, timings = _W["job"], _W["out"], {}
     try:
         try:
             model = json.loads(data)
@@ -302,6 +310,7 @@ def run_render(extracted, out, job: RenderJob, workers: int = 2, metrics_path=No
             "render_seconds": round(render_seconds, 3),
             "models_per_s": round(len(tasks) / render_seconds, 2) if tasks and render_seconds > 0 else None,
             "time_split_s": phase,
+            "cpu_seconds": round(times.get("cpu", 0.0), 3),
             "raycast_share": round(phase["raycast"] / cpu_total, 3) if cpu_total else None,
         },
     }
