@@ -75,12 +75,14 @@ def test_skips_and_counts_bad_inputs(tmp_path, sources):
     ids = sorted(sources)
     (rendered / f"images/{ids[0]}.png").unlink()  # missing picture
     Image.new("L", (7, 7), 255).save(rendered / f"images/{ids[1]}.png")  # wrong size
+    (rendered / f"images/{ids[3]}.png").write_bytes(b"GIF89a not a png")  # unreadable
     index = json.loads((rendered / "index.json").read_text())
     del index[ids[2]]  # not rendered
     (rendered / "index.json").write_text(json.dumps(index))
     m = convert(extracted, rendered, tmp_path / "out", ConvertConfig(workers=1))
-    assert m["skipped"] == {"image_missing": 1, "image_size": 1, "malformed_json": 1, "not_rendered": 1}
-    assert m["samples"]["train"] == len(sources) - 3
+    assert m["skipped"] == {"image_missing": 1, "image_size": 1, "image_unreadable": 1, "malformed_json": 1,
+                            "not_rendered": 1}
+    assert m["samples"]["train"] == len(sources) - 4
 
 
 def test_validate_data_finds_problems(tmp_path, sources):

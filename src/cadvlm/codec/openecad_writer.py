@@ -13,7 +13,7 @@ What the converter does (restated from its behaviour, see DESIGN.md "CAD code"):
 - each sketch plane defined, when possible, relative to the first earlier extrude that allows it:
   a parallel plane is "sameplane" (the origin lies in the referenced plane), else "extent_one" /
   "extent_two" (the origin lies on the normal through the referenced origin at that extent's
-  distance), and a perpendicular plane is "line" when it contains one of that extrude's lines and
+  distance; see below for the sign), and a perpendicular plane is "line" when it contains one of that extrude's lines and
   its normal is the line direction crossed with the referenced normal (``reverse`` flips the
   normal, ``angle`` turns the x axis). Otherwise ``add_sketchplane`` with absolute axes.
 
@@ -22,6 +22,13 @@ spherical round trip that mirrors planes whose normal has a negative x component
 in-plane v axis when the y axis does). The writer keeps OpenECAD's frame (and so its exact text)
 wherever that round trip only adds float noise, and the true frame where it would move geometry,
 so code always rebuilds the model's solid. `compat=True` reproduces the mirror as well.
+
+Two more departures in the default mode, both where OpenECAD's converter writes code that does not
+rebuild the model, and neither met in the 25 reference files: references are found with
+tolerances that survive float noise (EXACT_TOLS instead of 1e-10), and "extent_one" / "extent_two"
+are chosen when the origin is where the interpreter puts them (origin + e1 N, origin - e2 N),
+whereas the converter tests the distance |e1| on the positive side, which for a negative extent
+names the wrong face and misses the right one.
 """
 
 from __future__ import annotations
@@ -37,6 +44,13 @@ MM = 1000.0
 # The spherical round trip changes a frame by at most ~1e-6 (6-decimal rounding) unless it
 # mirrors it; above this the writer treats the round trip as a geometry change (compat=False).
 FRAME_TOL = 1e-4
+# Reference tolerances (direction: unit-vector components / radians; position: millimetres).
+# OpenECAD's converter uses 1e-10 for both, which float noise in the files defeats (a JSON rounded
+# to 1e-10 m, a line direction from rounded end points): the plane is then written absolutely
+# with a 4-decimal normal, ~3e-5 rad off, and a sketch meant to lie on an earlier face cuts it at
+# a grazing angle, which OpenCascade's booleans do not survive. compat=True keeps 1e-10.
+EXACT_TOLS = (1e-6, 1e-5)
+COMPAT_TOLS = (P.TOL, P.TOL)
 
 
 class _Ext:
@@ -87,46 +101,50 @@ def _absolute(i: int, ex: _Ext) -> str:
             f"normal= {round_array(ex.n)}, x_axis= {round_array(ex.x)})\n")
 
 
-def _ref_text(i, k, origin2, kind, angle, reverse, line_name=None) -> str:
+def _ref_text(i, k, origin2, kind, angle, reverse, tol, line_name=None) -> str:
     if line_name is None:  # the converter spaces "key = value" here and "key= value" for lines
         s = f'SketchPlane{i} = add_sketchplane_ref(\n\tExtrude{k}, origin = {round_array(origin2)}, type = "{kind}"'
-        if abs(angle) > P.TOL:
-            s += f", angle = {P.angle_text(angle)}"
+        if abs(angle) > tol:
+            s += f", angle = {P.angle_text(angle, tol)}"
         if reverse:
             s += ", reverse = True"
         return s + ")\n"
     s = (f'SketchPlane{i} = add_sketchplane_ref(\n\tExtrude{k}, origin= {round_array(origin2)}, '
          f'type= "line", line= {line_name}')
-    if abs(angle) > P.TOL:
-        s += f", angle= {P.angle_text(angle)}"
+    if abs(angle) > tol:
+        s += f", angle= {P.angle_text(angle, tol)}"
     if reverse:
         s += ", reverse= True"
     return s + ")\n"
 
 
-def _plane_text(exts: list[_Ext], i: int) -> str:
+def _plane_text(exts: list[_Ext], i: int, compat: bool) -> str:
     """The SketchPlane statement of extrude i: the first usable reference, else absolute."""
+    dtol, ptol = COMPAT_TOLS if compat else EXACT_TOLS
     t = exts[i]
     for k in range(i):
         r = exts[k]
-        if P.are_parallel(t.n, r.n):
+        if P.are_parallel(t.n, r.n, dtol):
             reverse = not np.dot(t.n, r.n) > 0
             d = t.origin - r.origin
-            angle = None
-            if P.on_plane(r.origin, r.x, r.y, t.origin):
+            if P.on_plane(r.origin, r.x, r.y, t.origin, ptol):
                 kind, base = "sameplane", r.origin
-            elif P.are_parallel(d, r.n) and np.dot(d, r.n) > 0 and \
-                    abs(P.plane_distance(r.origin, r.x, r.y, t.origin) - abs(r.e1)) < P.TOL:
-                kind, base = "extent_one", r.origin + r.n * r.e1
-            elif P.are_parallel(d, r.n) and np.dot(d, r.n) < 0 and \
-                    abs(P.plane_distance(r.origin, r.x, r.y, t.origin) - abs(r.e2)) < P.TOL:
+            elif compat and P.are_parallel(d, r.n, ptol) and np.dot(d, r.n) > 0 and \
+                    abs(P.plane_distance(r.origin, r.x, r.y, t.origin) - abs(r.e1)) < ptol:
+                kind, base = "extent_one", r.origin + r.n * r.e1  # (wrong place when e1 < 0: OpenECAD's rule)
+            elif compat and P.are_parallel(d, r.n, ptol) and np.dot(d, r.n) < 0 and \
+                    abs(P.plane_distance(r.origin, r.x, r.y, t.origin) - abs(r.e2)) < ptol:
+                kind, base = "extent_two", r.origin - r.n * r.e2
+            elif not compat and P.are_parallel(d, r.n, ptol) and abs(np.dot(d, r.n) - r.e1) < ptol:
+                kind, base = "extent_one", r.origin + r.n * r.e1  # the face the extrude ends on, either sign
+            elif not compat and P.are_parallel(d, r.n, ptol) and abs(np.dot(d, r.n) + r.e2) < ptol:
                 kind, base = "extent_two", r.origin - r.n * r.e2
             else:
                 continue
             origin2 = P.to_2d(base, r.x, r.y, t.origin)
             angle = P.rotation_angle(r.x, t.x, r.n)
-            return _ref_text(i, k, origin2, kind, angle, reverse)
-        if np.dot(t.n, r.n) < P.TOL:
+            return _ref_text(i, k, origin2, kind, angle, reverse, dtol)
+        if np.dot(t.n, r.n) < dtol:
             for j, loop in enumerate(r.loops):
                 for c, seg in enumerate(loop):
                     if seg.kind != "line":
@@ -136,10 +154,10 @@ def _plane_text(exts: list[_Ext], i: int) -> str:
                     lx = P.unit(e3 - s3)
                     ln = P.third_axis(lx, r.n)
                     reverse = not np.dot(t.n, ln) > 0
-                    if P.are_parallel(t.n, ln) and P.on_plane(s3, lx, r.n, t.origin):
+                    if P.are_parallel(t.n, ln, dtol) and P.on_plane(s3, lx, r.n, t.origin, ptol):
                         origin2 = P.to_2d(s3, lx, r.n, t.origin)
                         angle = P.rotation_angle(lx, t.x, ln)
-                        return _ref_text(i, k, origin2, "line", angle, reverse, f"Line{k}_{j}_{c}")
+                        return _ref_text(i, k, origin2, "line", angle, reverse, dtol, f"Line{k}_{j}_{c}")
     return _absolute(i, t)
 
 
@@ -157,7 +175,7 @@ def write_code(model: CADModel, compat: bool = False) -> str:
     exts = [_prepare(e, compat) for e in model.extrudes]
     out: list[str] = []
     for i, ex in enumerate(exts):
-        out.append(_plane_text(exts, i))
+        out.append(_plane_text(exts, i, compat))
         out.append(f"Loops{i} = []\n")
         for j, loop in enumerate(ex.loops):
             out.append(f"Curves{i}_{j} = []\n")

@@ -90,13 +90,13 @@ def cross(a, b) -> np.ndarray:
     return np.array([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0])
 
 
-def are_parallel(a, b) -> bool:
+def are_parallel(a, b, tol: float = TOL) -> bool:
     c = cross(a, b)
-    return abs(c[0]) < TOL and abs(c[1]) < TOL and abs(c[2]) < TOL
+    return abs(c[0]) < tol and abs(c[1]) < tol and abs(c[2]) < tol
 
 
-def on_plane(origin, x, y, point) -> bool:
-    return plane_distance(origin, x, y, point) < TOL
+def on_plane(origin, x, y, point, tol: float = TOL) -> bool:
+    return plane_distance(origin, x, y, point) < tol
 
 
 def plane_distance(origin, x, y, point) -> float:
@@ -141,10 +141,10 @@ _PI_NAMES = (
 )
 
 
-def angle_text(angle: float) -> str:
+def angle_text(angle: float, tol: float = TOL) -> str:
     """An angle as OpenECAD prints it: a named multiple of pi, else 6 decimals."""
     for value, name in _PI_NAMES:
-        if abs(abs(angle) - value) < TOL:
+        if abs(abs(angle) - value) < tol:
             return name if angle > 0 else "-" + name
     return repr(np_round(angle, 6))
 
