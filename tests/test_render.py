@@ -290,3 +290,17 @@ def test_framing_json_round_trip(marked_box):
     fr = fit_framing(mesh, ("front",), 0.0)
     j = fr.to_json()
     assert Framing(np.array(j["center"]), j["half_width"]).half_width == fr.half_width
+
+
+def test_hull_culling_changes_no_pixel(marked_box, monkeypatch):
+    """Rays outside the projected hull are skipped; casting them all gives the same picture."""
+    import cadvlm.render.views as views
+
+    v, t = plate_with_hole()
+    meshes = [marked_box, (v, t), (v[:, [2, 0, 1]], t)]
+    culled = [render_views(*m, size=SIZE, nthreads=1) for m in meshes]
+    monkeypatch.setattr(views, "_hull_mask", lambda xs, ys, x0, y0, px, h, w: np.ones((h, w), bool))
+    full = [render_views(*m, size=SIZE, nthreads=1) for m in meshes]
+    for a, b in zip(culled, full):
+        for name in VIEW_NAMES:
+            assert np.array_equal(a[name], b[name]), name

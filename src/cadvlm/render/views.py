@@ -322,7 +322,7 @@ class _Samples:
         timings["raycast"] = timings.get("raycast", 0.0) + (_clock() - t0)
         return out
 
-    def cast_grid(self, cx: np.ndarray, cy: np.ndarray, timings: dict) -> None:
+    def cast_grid(self, cx: np.ndarray, cy: np.ndarray, inside: np.ndarray, timings: dict) -> None:
         """The centre samples of a (len(cy), len(cx)) pixel box, casting as few rays as is safe.
 
         Rays go through every other pixel first. In orthographic projection depth (and a
@@ -330,7 +330,8 @@ class _Samples:
         or amid four, on the same plane of the part is on it too and is filled by averaging;
         only the other pixels get rays. CAD parts are mostly planar faces, so this saves about
         half the rays of a view. What it can miss is a feature narrower than two pixels in
-        front of, or cut into, a plane between two samples.
+        front of, or cut into, a plane between two samples. Pixels outside `inside` (the
+        part's projected convex hull) are misses without a ray.
         """
         h, w = len(cy), len(cx)
         cx, cy = cx.astype(np.float32), cy.astype(np.float32)
@@ -338,12 +339,17 @@ class _Samples:
         prim = np.full((h, w), -1, dtype=np.int32)
         uv = np.zeros((h, w, 2), dtype=np.float32)
         hc, wc = (h + 1) // 2, (w + 1) // 2
-        tc, pc, uvc = self.cast(np.tile(cx[::2], hc), np.repeat(cy[::2], wc), timings)
+        tc = np.full(hc * wc, np.inf, dtype=np.float32)
+        pc = np.full(hc * wc, -1, dtype=np.int32)
+        uvc = np.zeros((hc * wc, 2), dtype=np.float32)
+        go = np.flatnonzero(inside[::2, ::2])
+        if go.size:
+            tc[go], pc[go], uvc[go] = self.cast(cx[::2][go % wc], cy[::2][go // wc], timings)
         tc, pc, uvc = tc.reshape(hc, wc), pc.reshape(hc, wc), uvc.reshape(hc, wc, 2)
         sc = np.take(self.mesh.surface_ids, pc + 1)  # surface of each sample (0 = none)
         m_tris = len(self.mesh.triangles)  # surface ids above this are curved triangles
         t[::2, ::2], prim[::2, ::2], uv[::2, ::2] = tc, pc, uvc
-        known = np.zeros((h, w), dtype=bool)
+        known = ~inside
         known[::2, ::2] = True
 
         def fill(rows, cols, corners):
@@ -445,6 +451,36 @@ class _Samples:
         return out[0], out[1]
 
 
+def _hull_mask(xs, ys, x0, y0, px, h, w) -> np.ndarray:
+    """(h, w) mask of the box's pixels whose centre may see the part: within the convex hull of
+    the projected vertices, widened to each row's band of +-half a pixel. A ray through any
+    other pixel cannot hit a triangle, so it is a miss without casting it."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    cols, rows = (xs - x0) / px, (y0 - ys) / px
+    try:
+        hull = ConvexHull(np.stack([cols, rows], axis=1))
+    except (QhullError, ValueError):
+        return np.ones((h, w), dtype=bool)
+    a = hull.points[hull.vertices]
+    b = np.roll(a, -1, axis=0)
+    dy = b[:, 1] - a[:, 1]
+    flat = np.abs(dy) < 1e-12
+    r = np.arange(h, dtype=np.float64)[:, None]
+    # Where each edge is within the row band [r - 0.5, r + 0.5]: its x there spans x1..x2.
+    t1 = np.clip((r - 0.5 - a[:, 1]) / np.where(flat, 1.0, dy), 0.0, 1.0)
+    t2 = np.clip((r + 0.5 - a[:, 1]) / np.where(flat, 1.0, dy), 0.0, 1.0)
+    t1 = np.where(flat, 0.0, t1)
+    t2 = np.where(flat, 1.0, t2)
+    x1 = a[:, 0] + t1 * (b[:, 0] - a[:, 0])
+    x2 = a[:, 0] + t2 * (b[:, 0] - a[:, 0])
+    meets = (r + 0.5 >= np.minimum(a[:, 1], b[:, 1])) & (r - 0.5 <= np.maximum(a[:, 1], b[:, 1]))
+    lo = np.where(meets, np.minimum(x1, x2), np.inf).min(axis=1)
+    hi = np.where(meets, np.maximum(x1, x2), -np.inf).max(axis=1)
+    c = np.arange(w)[None, :]
+    return (c >= np.floor(lo - 0.5)[:, None]) & (c <= np.ceil(hi + 0.5)[:, None])
+
+
 def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
     """Dilation by a (2r+1) square, separably (shifts and ORs; r is a pixel or two)."""
     out = mask
@@ -519,7 +555,8 @@ def _render_view(mesh, camera, framing, settings, nthreads, timings, _full) -> n
     # Pixel (i, j) of the box is centred at picture (x0 + j*px, y0 - i*px).
     x0 = (j0 + 0.5) * px - hw + ox
     y0 = hw - (i0 + 0.5) * px + oy
-    s.cast_grid(x0 + np.arange(w) * px, y0 - np.arange(h) * px, timings)
+    inside = _hull_mask(xs, ys, x0, y0, px, h, w)
+    s.cast_grid(x0 + np.arange(w) * px, y0 - np.arange(h) * px, inside, timings)
 
     if k == 1:
         gap_h, gap_v = s.grid_gaps()
@@ -585,7 +622,8 @@ def _render_view(mesh, camera, framing, settings, nthreads, timings, _full) -> n
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+    """Grey levels in [0, 1] (all the renderer makes) to bytes, rounding to nearest."""
+    return (image * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
 
 
 def render_views(vertices, triangles, size: int = 512, views=VIEW_NAMES, supersample: int = 2,
