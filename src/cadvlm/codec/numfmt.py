@@ -75,7 +75,11 @@ def format_scalar(v: float) -> str:
 
 
 def _round_parts(vals, decimals: int):
-    """Rounded values' (int, frac) digit strings, or None when numpy must format them."""
+    """Rounded values' (int, frac) digit strings, or None when numpy must format them.
+
+    The digits come from the rounded integer r (value = r / 10**d): the shortest repr of r / 10**d
+    is exactly that decimal with trailing zeros dropped (tests compare with numpy on random data).
+    """
     f = _SCALE[decimals]
     parts, lo, hi = [], math.inf, 0.0
     for v in vals:
@@ -84,18 +88,24 @@ def _round_parts(vals, decimals: int):
             r = round(y)  # half to even, like rint
         except (OverflowError, ValueError):  # inf, nan
             return None
-        q = r / f if r else math.copysign(0.0, y)
-        if q:
-            a = abs(q)
-            lo, hi = min(lo, a), max(hi, a)
-        s = repr(q)
-        if "e" in s:
-            return None
-        ip, _, fp = s.partition(".")
-        parts.append((ip, "" if fp == "0" else fp))
+        if r:
+            a = r if r > 0 else -r
+            q = a / f
+            if q < lo:
+                lo = q
+            if q > hi:
+                hi = q
+            ip, fp = divmod(a, _POW[decimals])
+            fp = str(fp).rjust(decimals, "0").rstrip("0") if fp else ""
+            parts.append(("-" + str(ip) if r < 0 else str(ip), fp))
+        else:
+            parts.append(("-0" if math.copysign(1.0, y) < 0 else "0", ""))
     if hi and not (hi < 1e8 and lo >= 1e-4 and hi / lo <= 1000.0):
         return None  # numpy's scientific notation
     return parts
+
+
+_POW = {d: 10**d for d in range(0, 10)}
 
 
 def round_array(vals, decimals: int = 4) -> str:
