@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from cadvlm.model.generate import generate_code
-from cadvlm.model.load import ModelLoadError, load_base
+from cadvlm.model.load import ModelLoadError, default_dtype, load_base, pick_device
 from cadvlm.model.lora import apply_lora, count_parameters, target_regex
 from cadvlm.model.tiny import build_tiny_base
 
@@ -41,7 +41,7 @@ def test_tiny_loads_through_auto_classes(tiny_dir):
     model, processor = load_base(tiny_dir)
     assert type(model).__name__ == "LlavaForConditionalGeneration"
     assert type(processor).__name__ == "LlavaProcessor"
-    assert next(model.parameters()).dtype == torch.float32  # CPU
+    assert next(model.parameters()).dtype == default_dtype(pick_device())  # float32 on CPU, bf16 on GPU
     tok = processor.tokenizer
     code = "SketchPlane0 = add_sketchplane(\n\torigin= [0., 0., 0.], normal= [0., 0., 1.])\n\u00b5"
     assert tok.decode(tok(code, add_special_tokens=False)["input_ids"]) == code  # byte-level: lossless
