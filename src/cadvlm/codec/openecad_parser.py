@@ -99,19 +99,19 @@ SIGNATURES: dict[str, tuple[tuple[str, str, object], ...]] = {
 }
 # The variable name each call must be assigned to (OpenECAD's interpreter dispatches on it).
 TARGETS = {
-    "add_line": re.compile(r"Line\d{1,6}_\d{1,6}_\d{1,6}\Z"),
-    "add_arc": re.compile(r"Arc\d{1,6}_\d{1,6}_\d{1,6}\Z"),
-    "add_circle": re.compile(r"Circle\d{1,6}_\d{1,6}_\d{1,6}\Z"),
-    "add_loop": re.compile(r"Loop\d{1,6}_\d{1,6}\Z"),
-    "add_profile": re.compile(r"Profile\d{1,6}\Z"),
-    "add_sketchplane": re.compile(r"SketchPlane\d{1,6}\Z"),
-    "add_sketchplane_ref": re.compile(r"SketchPlane\d{1,6}\Z"),
-    "add_sketch": re.compile(r"Sketch\d{1,6}\Z"),
-    "add_extrude": re.compile(r"Extrude\d{1,6}\Z"),
+    "add_line": re.compile(r"Line\d{1,6}_\d{1,6}_\d{1,6}\Z", re.ASCII),
+    "add_arc": re.compile(r"Arc\d{1,6}_\d{1,6}_\d{1,6}\Z", re.ASCII),
+    "add_circle": re.compile(r"Circle\d{1,6}_\d{1,6}_\d{1,6}\Z", re.ASCII),
+    "add_loop": re.compile(r"Loop\d{1,6}_\d{1,6}\Z", re.ASCII),
+    "add_profile": re.compile(r"Profile\d{1,6}\Z", re.ASCII),
+    "add_sketchplane": re.compile(r"SketchPlane\d{1,6}\Z", re.ASCII),
+    "add_sketchplane_ref": re.compile(r"SketchPlane\d{1,6}\Z", re.ASCII),
+    "add_sketch": re.compile(r"Sketch\d{1,6}\Z", re.ASCII),
+    "add_extrude": re.compile(r"Extrude\d{1,6}\Z", re.ASCII),
 }
 # Accepted for compatibility with OpenECAD v1 code, and ignored (OpenECAD's interpreter ignores them too).
 IGNORED = ("sketch_position", "sketch_size")
-_LIST_TARGET = re.compile(r"(Loops\d{1,6}|Curves\d{1,6}_\d{1,6})\Z")
+_LIST_TARGET = re.compile(r"(Loops\d{1,6}|Curves\d{1,6}_\d{1,6})\Z", re.ASCII)
 
 
 # ------------------------------------------------------------------ executor (shared semantics)
