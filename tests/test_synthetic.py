@@ -201,12 +201,17 @@ def test_config_from_params_ignores_stage_keys():
 
 
 def test_polygon_loop_fillets_and_chamfers_close():
-    loop = sh.polygon_loop([(0, 0), (20, 0), (20, 10), (0, 10)], [("fillet", 3), None, ("chamfer", 2), ("fillet", 5)])
+    loop = sh.polygon_loop([(0, 0), (20, 0), (20, 10), (0, 10)], [("fillet", 3), None, ("chamfer", 2), ("fillet", 4)])
     assert sum(isinstance(c, Arc) for c in loop) == 2 and len(loop) == 7
     for a, b in zip(loop, loop[1:] + loop[:1]):
         assert np.allclose(a.end, b.start)
-    center, r = loop[0].circle() if isinstance(loop[0], Arc) else loop[-1].circle()
-    assert r == pytest.approx(3.0) or r == pytest.approx(5.0)
+    radii = sorted(c.circle()[1] for c in loop if isinstance(c, Arc))
+    assert radii == pytest.approx([3.0, 4.0])
+    # a fillet that would need more than about half an edge leaves the corner sharp
+    too_big = sh.polygon_loop([(0, 0), (20, 0), (20, 10), (0, 10)], [("fillet", 6)] * 4)
+    assert all(isinstance(c, Line) for c in too_big) and len(too_big) == 4
+    # repeated and collinear vertices are dropped
+    assert len(sh.polygon_loop([(0, 0), (5, 0), (10, 0), (10, 10), (10, 10), (0, 10)])) == 4
 
 
 def test_obround_and_normalized_loops():

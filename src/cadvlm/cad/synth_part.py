@@ -309,8 +309,8 @@ class PartBuilder:
             n = int(self.pick((3, 5, 6, 8), (0.1, 0.15, 0.6, 0.15)))
             return sh.regular_polygon(n, size), False
         if kind in ("L", "T", "U", "I", "cross", "step"):
-            t1 = u.length(rng, max(small * 0.12, 1), small * 0.4)
-            t2 = u.length(rng, max(small * 0.12, 1), small * 0.4)
+            t1 = u.length(rng, max(small * 0.12, 1, 2 * u.fine), small * 0.4)
+            t2 = u.length(rng, max(small * 0.12, 1, 2 * u.fine), small * 0.4)
             if kind == "L":
                 verts = sh.l_verts(w, h, t1, t2)
             elif kind == "T":
@@ -325,6 +325,8 @@ class PartBuilder:
                 steps = int(self.pick((2, 3), (0.7, 0.3)))
                 verts = sh.step_verts(u.nice(w / steps) * steps, u.nice(h / steps) * steps, steps)
             verts = [(u.snap(x), u.snap(y)) for x, y in verts]
+            if len(sh.proper_vertices([np.array(v, dtype=np.float64) for v in verts])) < len(verts):
+                raise ValueError(f"{kind} outline collapsed when snapped to the grid")
             corner = None
             if self.chance(0.3) and len(verts) <= 8:
                 edge_min = min(np.linalg.norm(np.subtract(verts[i], verts[i - 1])) for i in range(len(verts)))

@@ -100,7 +100,7 @@ def polygon_loop(verts, corners=None) -> list:
     verts = [np.asarray(v, dtype=np.float64) for v in verts]
     corners = list(corners) if corners else [None] * len(verts)
     # Drop repeated and collinear vertices (snapped dimensions can make an arm vanish).
-    keep = _proper_vertices(verts)
+    keep = proper_vertices(verts)
     verts, corners = [verts[i] for i in keep], [corners[i] for i in keep]
     n = len(verts)
     if n < 3:
@@ -119,6 +119,15 @@ def polygon_loop(verts, corners=None) -> list:
             joins.append(None)
             continue
         kind, size = spec
+        # A corner treatment may use at most ~half of each adjacent edge, and a fillet on a
+        # corner sharper than ~37 degrees would eat far more than its radius: such corners stay sharp.
+        room = 0.45 * min(np.linalg.norm(p - prev), np.linalg.norm(nxt - p))
+        reach = size if kind == "chamfer" else size / math.tan(phi / 2)
+        if reach > room or reach > 3 * size:
+            ins.append(_pt(p))
+            outs.append(ins[-1])
+            joins.append(None)
+            continue
         if kind == "chamfer":
             t = size
             ins.append(_pt(p - a * t))
@@ -146,7 +155,7 @@ def polygon_loop(verts, corners=None) -> list:
     return curves
 
 
-def _proper_vertices(verts) -> list[int]:
+def proper_vertices(verts) -> list[int]:
     """Indices of the vertices that are neither repeats of the previous one nor on a straight run."""
     idx = list(range(len(verts)))
     changed = True
