@@ -269,9 +269,6 @@ def test_write_atomic_leaves_no_partial_file(tmp_path):
     write_atomic(target, b"abc")
     assert target.read_bytes() == b"abc"
 
-    class Boom(bytes):
-        pass
-
     with pytest.raises(TypeError):
         write_atomic(tmp_path / "sub" / "y.png", object())  # fails mid-write
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["x.png"]

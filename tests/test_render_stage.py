@@ -75,7 +75,8 @@ def test_stage_renders_indexes_and_reuses(tmp_path, sources):
         with Image.open(out / files[0]) as im:
             assert im.mode == "L" and im.size == (2 * SMALL.size, 2 * SMALL.size)
     meta = json.loads((out / "rendering_metadata.json").read_text())
-    assert meta["grid"] == [["top", "iso"], ["front", "right"]] and set(meta["cameras"]) == {"front", "top", "right", "iso"}
+    assert meta["grid"] == [["top", "iso"], ["front", "right"]]
+    assert set(meta["cameras"]) == {"front", "top", "right", "iso"}
     assert meta["settings"]["size"] == SMALL.size
 
     before = tree_bytes(out)

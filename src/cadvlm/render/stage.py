@@ -29,7 +29,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from cadvlm.render.pipeline import RENDER_VERSION, RenderJob
+from cadvlm.render.pipeline import RenderJob
 from cadvlm.render.sheet import TMP_PREFIX, write_atomic
 
 STATE = "render_state.json"
