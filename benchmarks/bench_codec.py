@@ -123,11 +123,12 @@ def bench_convert(items, n_samples: int) -> None:
                                            splits={"train": sorted(sources)[100:], "validation": sorted(sources)[:50],
                                                    "test": sorted(sources)[50:100]})
         for workers in (1, 2):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             m = convert(extracted, rendered, Path(d) / f"out{workers}", ConvertConfig(workers=workers))
-            wall = time.perf_counter() - t
-            print(f"convert: {sum(m['samples'].values())} samples in {wall:.2f} s wall with {workers} worker(s) "
-                  f"(read JSON + write code + parse back + PNG headers); skipped {m['skipped']}")
+            wall, cpu_s = time.perf_counter() - t, time.process_time() - c
+            extra = f", {cpu_s:.2f} s CPU (all work in this process)" if workers == 1 else ""
+            print(f"convert: {sum(m['samples'].values())} samples in {wall:.2f} s wall with {workers} worker(s)"
+                  f"{extra} (read JSON + write code + parse back + PNG headers); skipped {m['skipped']}")
         print(f"convert: answer chars {m['answer_chars']}, tokens {m['answer_tokens']}")
 
 
