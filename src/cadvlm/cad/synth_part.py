@@ -215,7 +215,7 @@ class PartBuilder:
         # Thickness: plates, blocks and long extrusions (shafts, profiles).
         mode = self.pick(("plate", "block", "long"), (0.55, 0.27, 0.18))
         ratio = {"plate": (0.03, 0.25), "block": (0.25, 0.8), "long": (0.8, 3.0)}[mode]
-        t = u.length(rng, max(size * ratio[0], 0.8), size * ratio[1])
+        t = u.length(rng, max(size * ratio[0], 0.8), min(size * ratio[1], 300.0))
         ext = self.pick((ExtentType.ONE_SIDE, ExtentType.SYMMETRIC, ExtentType.TWO_SIDES), (0.80, 0.16, 0.04))
         if ext == ExtentType.ONE_SIDE:
             e1, e2 = (t, 0.0) if self.chance(0.82) else (-t, 0.0)
