@@ -376,7 +376,7 @@ def write_dataset(out_dir, n_models: int, seed: int = 0, config: SynthConfig | N
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     keep = {model_id(i) + ".json" for i in range(n_models)}
-    for p in out.glob("*.json"):
+    for p in [*out.glob("*.json"), *out.glob("*.json.tmp")]:
         if p.name not in keep:
             p.unlink()
     stats = StatsAccumulator()
