@@ -211,7 +211,7 @@ def regular_polygon(n, across_flats, cx=0.0, cy=0.0, corners=None):
     return polygon_loop(verts, corners)
 
 
-def lug(w, h, cx=0.0, cy=0.0, hole=False):
+def lug(w, h, cx=0.0, cy=0.0):
     """A tab with a flat bottom and a half-round top (brackets, links). Bbox w x h centred."""
     r = w / 2
     y0, y1 = cy - h / 2, cy + h / 2 - r
