@@ -71,12 +71,16 @@ def model_id_from_path(path) -> str:
     return p.stem
 
 
-def read_model(source, model_id: str | None = None) -> CADModel:
-    """Parse a DeepCAD JSON file or dict into a CADModel (CADError on any problem)."""
+def read_model(source, model_id: str | None = None, check_crossing: bool = True) -> CADModel:
+    """Parse a DeepCAD JSON file or dict into a CADModel (CADError on any problem).
+
+    check_crossing=False skips the self-crossing loop test (the costliest check) for data that
+    extract has already validated.
+    """
     if model_id is None and not isinstance(source, dict):
         model_id = model_id_from_path(source)
     try:
-        model = _read(load_json(source))
+        model = _read(load_json(source), check_crossing)
     except CADError as exc:
         raise exc.with_id(model_id) if model_id else exc
     model.model_id = model_id
@@ -111,7 +115,7 @@ def _xyz(d, key: str, what: str) -> np.ndarray:
     return np.array([_num(_get(p, c, f"{what}.{key}"), f"{what}.{key}.{c}") for c in "xyz"])
 
 
-def _read(data: dict) -> CADModel:
+def _read(data: dict, check_crossing: bool = True) -> CADModel:
     entities = _get(data, "entities", "model")
     sequence = _get(data, "sequence", "model")
     if not isinstance(entities, dict) or not isinstance(sequence, list):
@@ -123,7 +127,7 @@ def _read(data: dict) -> CADModel:
         ent_id = _get(step, "entity", "sequence item")
         if ent_id not in entities:
             raise CADError("missing_key", f"sequence names unknown entity {ent_id!r}")
-        extrudes.extend(_read_extrude(entities, entities[ent_id], ent_id))
+        extrudes.extend(_read_extrude(entities, entities[ent_id], ent_id, check_crossing))
     if not extrudes:
         raise CADError("no_extrude", "no extrude with a profile: nothing to build")
     bbox = None
@@ -136,7 +140,7 @@ def _read(data: dict) -> CADModel:
     return CADModel(extrudes=extrudes, bbox=bbox)
 
 
-def _read_extrude(entities: dict, ent: dict, ent_id: str) -> list[Extrude]:
+def _read_extrude(entities: dict, ent: dict, ent_id: str, check_crossing: bool = True) -> list[Extrude]:
     what = f"extrude {ent_id}"
     refs = _get(ent, "profiles", what)
     if not isinstance(refs, list):
@@ -168,7 +172,7 @@ def _read_extrude(entities: dict, ent: dict, ent_id: str) -> list[Extrude]:
         profiles = _get(sketch, "profiles", f"sketch {sketch_id}")
         if not isinstance(profiles, dict) or profile_id not in profiles:
             raise CADError("missing_key", f"sketch {sketch_id} has no profile {profile_id!r}")
-        profile = _read_profile(profiles[profile_id], f"sketch {sketch_id} profile {profile_id}")
+        profile = _read_profile(profiles[profile_id], f"sketch {sketch_id} profile {profile_id}", check_crossing)
         op = Operation.JOIN if (i > 0 and operation == Operation.NEW_BODY) else operation
         extrude = Extrude(plane, profile, op, extent_type, e1, e2)
         lo, hi = extrude.depth_range()
@@ -218,9 +222,14 @@ def read_curve(c: dict, what: str):
         norm = np.linalg.norm(ref)
         if r < MIN_LENGTH or norm < 1e-9 or not (1e-9 < sweep < 2 * math.pi - 1e-9):
             raise CADError("zero_length_curve", f"{what}: degenerate arc (radius {r}, sweep {sweep})")
-        base = math.atan2(ref[1], ref[0]) + a0
-        angles = base + np.array([0.0, sweep / 2, sweep])
-        pts = center + r * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+        # Points at angle t from the reference: R(t) @ ref, evaluated the way DeepCAD/OpenECAD do
+        # (a rotation of the stored vector), so printed mid points agree with theirs to the last bit.
+        rx, ry = ref / norm
+        pts = []
+        for t in (a0, (a0 + a1) / 2, a1):
+            ct, st = math.cos(t), math.sin(t)
+            pts.append((center[0] + r * (ct * rx - st * ry), center[1] + r * (st * rx + ct * ry)))
+        pts = np.array(pts)
         # Ends from the file (exact, so loops close); mid from centre, reference and sweep.
         s = np.array(_xy(c, "start_point", what))
         e = np.array(_xy(c, "end_point", what))
@@ -232,7 +241,7 @@ def read_curve(c: dict, what: str):
     raise CADError("unsupported_curve", f"{what}: curve type {kind!r}")
 
 
-def _read_profile(p: dict, what: str) -> Profile:
+def _read_profile(p: dict, what: str, check_crossing: bool = True) -> Profile:
     loops_raw = _get(p, "loops", what)
     if not isinstance(loops_raw, list) or not loops_raw:
         raise CADError("empty_profile", f"{what} has no loops")
@@ -242,11 +251,11 @@ def _read_profile(p: dict, what: str) -> Profile:
         if not isinstance(curves_raw, list) or not curves_raw:
             raise CADError("empty_profile", f"{what} loop {li} has no curves")
         curves = [read_curve(c, f"{what} loop {li} curve {ci}") for ci, c in enumerate(curves_raw)]
-        loops.append(chain_loop(curves, f"{what} loop {li}"))
+        loops.append(chain_loop(curves, f"{what} loop {li}", check_crossing))
     return order_loops(loops, what)
 
 
-def chain_loop(curves: list, what: str = "loop") -> Loop:
+def chain_loop(curves: list, what: str = "loop", check_crossing: bool = True) -> Loop:
     """Order and orient curves so each ends where the next starts and the last closes the loop."""
     if any(isinstance(c, Circle) for c in curves):
         if len(curves) != 1:
@@ -279,7 +288,7 @@ def chain_loop(curves: list, what: str = "loop") -> Loop:
     if len(order) == 1:
         raise CADError("open_loop", f"{what}: a single {type(curves[0]).__name__.lower()} cannot close a loop")
     loop = Loop([curves[k].reversed() if f else curves[k] for k, f in zip(order, flips)])
-    if len(loop.curves) > 3 and _self_crossing(polyline(loop)):
+    if check_crossing and len(loop.curves) > 3 and _self_crossing(polyline(loop)):
         raise CADError("self_crossing_loop", f"{what}: the loop crosses itself")
     return loop
 

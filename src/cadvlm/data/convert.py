@@ -137,7 +137,7 @@ def model_answer(json_path: Path, model_id: str, compat: bool = False) -> tuple[
     from cadvlm.codec.openecad_writer import write_code
 
     try:
-        model = read_model(json_path, model_id)
+        model = read_model(json_path, model_id, check_crossing=False)  # extract validated it
         code = write_code(model, compat=compat)
     except CADError as exc:
         return None, exc.reason, ()
