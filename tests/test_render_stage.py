@@ -208,3 +208,24 @@ def test_every_buildable_real_model_renders(path):
     assert len(pictures) == 4 and framing.half_width > 0
     for img in pictures.values():
         assert img.shape == (96, 96) and (img < 250).any() and img[0, 0] == 255
+
+
+def _crash_on_boom(task):
+    """A stand-in worker function: dies like a segfault inside OpenCascade for 'boom'."""
+    import os
+
+    if task[0] == "boom":
+        os._exit(11)
+    return {"id": task[0], "key": task[2], "files": [], "timings": {}}
+
+
+def test_a_dying_worker_loses_only_its_model(tmp_path):
+    from cadvlm.render.stage import _run_tasks
+
+    tasks = [(f"m{i}", "unused", f"k{i}") for i in range(6)] + [("boom", "unused", "kb")]
+    results = []
+    _run_tasks(tasks, 2, RenderJob(settings=SMALL), tmp_path, results.append, fn=_crash_on_boom)
+    by_id = {r["id"]: r for r in results}
+    assert sorted(by_id) == sorted(t[0] for t in tasks) and len(results) == len(tasks)
+    assert by_id["boom"]["error"] == "worker_crashed" and by_id["boom"]["key"] == "kb"
+    assert all("error" not in by_id[f"m{i}"] for i in range(6))

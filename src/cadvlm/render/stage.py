@@ -71,15 +71,22 @@ _W: dict = {}
 
 
 def _init_worker(job: RenderJob, out: str, nthreads: int) -> None:
-    _W.update(job=job, out=Path(out), nthreads=nthreads)
+    _W.update(job=job, out=Path(out), nthreads=nthreads, digest=job_digest(job))
 
 
 def _render_one(task) -> dict:
     """Render one model in a worker: {'id', 'key', 'files' | 'error', 'message', 'timings'}."""
-    model_id, key, data = task
+    model_id, path, _ = task
     job, out, timings = _W["job"], _W["out"], {}
     cpu0 = time.process_time()
     try:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            return {"id": model_id, "key": None, "error": "missing_json", "message": f"{model_id}: {exc}",
+                    "timings": timings}
+        # The key of the bytes actually rendered (the file may change while the stage runs).
+        key = model_key(_W["digest"], data)
         return _render_checked(model_id, key, data, job, out, timings)
     finally:
         timings["cpu"] = time.process_time() - cpu0
@@ -124,12 +131,13 @@ def _pool(workers: int, job: RenderJob, out: Path) -> ProcessPoolExecutor:
                                initargs=(job, str(out), 1))
 
 
-def _run_tasks(tasks, workers: int, job: RenderJob, out: Path, on_result) -> None:
-    """Run tasks, calling on_result(result) as each finishes (in completion order)."""
+def _run_tasks(tasks, workers: int, job: RenderJob, out: Path, on_result, fn=None) -> None:
+    """Run fn (default _render_one) on tasks, calling on_result(result) as each finishes."""
+    fn = fn or _render_one
     if workers <= 1:
         _init_worker(job, str(out), 0)
         for task in tasks:
-            on_result(_render_one(task))
+            on_result(fn(task))
         return
     pending = list(reversed(tasks))
     suspects = []
@@ -141,7 +149,7 @@ def _run_tasks(tasks, workers: int, job: RenderJob, out: Path, on_result) -> Non
             while pending or inflight:
                 while pending and len(inflight) < window:
                     task = pending.pop()
-                    inflight[pool.submit(_render_one, task)] = task
+                    inflight[pool.submit(fn, task)] = task
                 done, _ = wait(inflight, return_when=FIRST_COMPLETED)
                 for fut in done:
                     result = fut.result()  # BrokenProcessPool if a worker died
@@ -155,9 +163,10 @@ def _run_tasks(tasks, workers: int, job: RenderJob, out: Path, on_result) -> Non
     for task in suspects:
         pool = _pool(1, job, out)
         try:
-            on_result(pool.submit(_render_one, task).result())
+            on_result(pool.submit(fn, task).result())
         except BrokenProcessPool:
-            on_result({"id": task[0], "key": task[1], "error": "worker_crashed",
+            # Remembered under its key: a crash that repeats is not retried on every run.
+            on_result({"id": task[0], "key": task[2], "error": "worker_crashed",
                        "message": f"{task[0]}: the worker process died rendering it", "timings": {}})
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -239,7 +248,8 @@ def run_render(extracted, out, job: RenderJob, workers: int = 2, metrics_path=No
             state[model_id] = prev
             reused += 1
         else:
-            tasks.append((model_id, key, data))
+            # Workers read the file again: holding every model's bytes here would not scale.
+            tasks.append((model_id, str(extracted / "json" / f"{model_id}.json"), key))
 
     times = Counter()
     done_ok = 0
