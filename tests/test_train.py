@@ -162,7 +162,7 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path):
         deadline = time.time() + 300
         while time.time() < deadline and proc.poll() is None:
             last = last_complete_checkpoint(ckpts) if ckpts.exists() else None
-            if last is not None and int(last.name.split("-")[1]) >= 10:
+            if last is not None and int(last.name.split("-")[1]) >= 5:
                 break
             time.sleep(0.2)
         assert proc.poll() is None, "training ended before it could be killed"
@@ -176,7 +176,7 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((root / "metrics" / "train.json").read_text())
-    assert metrics["resumed_from_step"] == step >= 10
+    assert metrics["resumed_from_step"] == step >= 5
     assert f"resuming from {ckpts / f'checkpoint-{step}'}" in done.stdout
     steps = [int(r.split("\t")[0]) for r in
              (root / "metrics" / "train" / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()[1:]]

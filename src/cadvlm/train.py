@@ -109,7 +109,7 @@ def train(params: dict, data_dir: str | Path, image_root: str | Path, model_dir:
         bf16=on_gpu and torch.cuda.is_bf16_supported(),
         eval_strategy="steps",
         eval_steps=eval_steps,
-        eval_on_start=pt.get("eval_on_start", True),
+        eval_on_start=pt.get("eval_on_start", True) and resume is None,  # step-0 baseline, once per run
         save_strategy="steps",
         save_steps=pt["save_steps"],
         save_total_limit=pt["save_total_limit"],
