@@ -121,6 +121,7 @@ def main() -> None:
                 write_dataset(src, args.distinct, seed=0, workers=args.workers, progress=False)
                 print(f"(generated {args.distinct} synthetic parts in {time.perf_counter() - t0:.1f} s)")
             sources = sorted(src.glob("*.json"))
+        shutil.rmtree(work / "run", ignore_errors=True)  # a fresh run: everything is rendered
         ext = make_extracted(work / "run", sources, args.models)
         out = work / "run" / "rendered"
         print(f"{args.models} models ({len(sources)} distinct), workers={args.workers}, "
