@@ -127,7 +127,7 @@ def train(params: dict, data_dir: str | Path, image_root: str | Path, model_dir:
     )
     speed = ThroughputCallback()
     resume_step = int(Path(resume).name.split("-")[-1]) if resume else None
-    callbacks = [speed] + ([LiveCallback(live_dir, resume_step)] if live_dir and state.is_main_process else [])
+    callbacks = [speed] + ([LiveCallback(live_dir, resume is not None)] if live_dir and state.is_main_process else [])
     trainer = LengthGroupedTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
                                    data_collator=collator, processing_class=processor, callbacks=callbacks)
 
@@ -202,33 +202,44 @@ class LiveCallback(TrainerCallback):
     the metrics and plots itself (DESIGN pitfall).
     """
 
-    def __init__(self, live_dir, resume_step: int | None):
-        from dvclive import Live
-
-        if resume_step is not None:  # drop points the interrupted run logged after its last checkpoint
-            for tsv in Path(live_dir, "plots").rglob("*.tsv"):
-                lines = tsv.read_text().splitlines()
-                keep = [lines[0]] + [ln for ln in lines[1:] if int(ln.split("\t")[0]) <= resume_step]
-                tsv.write_text("\n".join(keep) + "\n")
-        self.live = Live(str(live_dir), resume=resume_step is not None, dvcyaml=False, save_dvc_exp=False,
-                         report=None)
-
     # Trainer log key -> DVCLive metric name. Only curves worth plotting; run totals and speeds go
     # to metrics/train.json.
     NAMES = {"loss": "train/loss", "learning_rate": "train/learning_rate", "grad_norm": "train/grad_norm",
              "eval_loss": "eval/loss"}
 
+    def __init__(self, live_dir, resume: bool):
+        from dvclive import Live
+
+        self.live = Live(str(live_dir), resume=resume, dvcyaml=False, save_dvc_exp=False, report=None)
+
+    def _points(self, logs: dict) -> dict[str, float]:
+        if "train_loss" in logs:  # the end-of-run summary repeats the mean loss
+            return {}
+        return {self.NAMES[k]: float(v) for k, v in logs.items() if k in self.NAMES}
+
     def on_log(self, args, state, control, logs=None, **kwargs):
-        logged = {self.NAMES[k]: v for k, v in (logs or {}).items() if k in self.NAMES}
-        if not logged or "train_loss" in (logs or {}):  # the end-of-run summary repeats the mean loss
-            return
-        self.live.step = state.global_step
-        for name, value in logged.items():
-            self.live.log_metric(name, float(value))
-        self.live.make_summary()
+        points = self._points(logs or {})
+        if points:
+            self.live.step = state.global_step
+            for name, value in points.items():
+                self.live.log_metric(name, value)
+            self.live.make_summary()
 
     def on_train_end(self, args, state, control, **kwargs):
         self.live.end()
+        # Rewrite every curve from the Trainer's own history, which a resumed run restores from its
+        # checkpoint: complete and without repeats even when DVC removed this folder before the rerun
+        # or the killed run had logged past its last checkpoint.
+        curves: dict[str, dict[int, float]] = {}
+        for entry in state.log_history:
+            for name, value in self._points(entry).items():
+                curves.setdefault(name, {})[int(entry["step"])] = value
+        root = Path(self.live.plots_dir) / "metrics"
+        for name, points in curves.items():
+            path = root / f"{name}.tsv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            rows = [f"step\t{name.rsplit('/', 1)[-1]}"] + [f"{k}\t{v}" for k, v in sorted(points.items())]
+            path.write_text("\n".join(rows) + "\n")
 
 
 def _dist_state():
