@@ -23,6 +23,7 @@ def main() -> None:
         batch_size=int(e["batch_size"]),
         baseline_candidates=int(e["baseline_candidates"]),
         sheet_samples=int(e["sheet_samples"]),
+        cpu_threads=int(e.get("cpu_threads", 0)),
         out_dir=Path("data/eval"),
         metrics_path=Path("metrics/eval.json"),
         score=ScoreConfig(workers=int(e["workers"]), timeout_s=float(e["timeout_s"]),

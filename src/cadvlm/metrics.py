@@ -22,7 +22,7 @@ Why a coarser mesh than rendering: the points are drawn from a tessellation, who
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -35,20 +35,31 @@ METRIC_REL_DEFLECTION = 2e-3
 METRIC_ANGULAR_DEFLECTION = 0.5
 
 
-@dataclass
 class PreparedSolid:
     """A solid moved into the unit cube, with what the pairwise metrics need, computed once.
 
     Scoring many predictions against one truth (or one constant answer against many truths)
-    reuses these: the pairwise cost is then one boolean and two nearest-neighbour queries.
+    reuses these: the pairwise cost is then one boolean and two nearest-neighbour queries. The
+    normalised B-rep and its volume are made on first use: Chamfer alone does not need them.
     """
 
-    shape: object  # TopoDS_Shape, normalised
-    volume: float  # of the normalised shape
-    points: np.ndarray  # (n, 3) normalised surface samples
-    tree: cKDTree
-    scale: float  # normalised = (original - center) * scale
-    center: np.ndarray
+    def __init__(self, source, points: np.ndarray, center: np.ndarray, scale: float):
+        self.source = source  # TopoDS_Shape, original placement and size
+        self.points = points  # (n, 3) normalised surface samples
+        self.tree = cKDTree(points)
+        self.center = center  # normalised = (original - center) * scale
+        self.scale = scale
+
+    @cached_property
+    def shape(self):
+        """The normalised B-rep (gp_Trsf: translation then uniform scale)."""
+        return transformed(self.source, self.center, self.scale)
+
+    @cached_property
+    def volume(self) -> float:
+        from cadvlm.geometry.solid import volume
+
+        return volume(self.source) * self.scale ** 3
 
 
 def normalisation(shape) -> tuple[np.ndarray, float]:
@@ -82,20 +93,15 @@ def normalise(shape):
 
 
 def prepare(shape, n_points: int = CHAMFER_POINTS, seed: int = 0) -> PreparedSolid:
-    """Normalise a valid solid and sample its surface (CADError 'empty_solid' for no area/volume)."""
+    """Normalise a valid solid and sample its surface (CADError 'empty_solid' when it has no area)."""
     from cadvlm.geometry.mesh import sample_points, tessellate
-    from cadvlm.geometry.solid import volume
 
     center, scale = normalisation(shape)
     # Mesh the original: the deflection is relative to the part's size, so this equals meshing
     # the normalised copy, and the copy then needs no triangulation of its own.
     verts, tris = tessellate(shape, METRIC_REL_DEFLECTION, METRIC_ANGULAR_DEFLECTION)
     verts = (verts - center) * scale
-    points = sample_points(verts, tris, n_points, seed)
-    vol = volume(shape) * scale ** 3
-    if not vol > 0:
-        raise CADError("empty_solid", "the solid has no volume")
-    return PreparedSolid(transformed(shape, center, scale), vol, points, cKDTree(points), scale, center)
+    return PreparedSolid(shape, sample_points(verts, tris, n_points, seed), center, scale)
 
 
 def chamfer(a: PreparedSolid, b: PreparedSolid) -> float:

@@ -231,6 +231,9 @@ def cmd_predict(args, generate=None) -> int:
         except Exception as exc:  # ModelLoadError, missing files, bad device: say which
             print(f"cadvlm predict: cannot load the model from {args.model}: {exc}", file=sys.stderr)
             return 2
+        from cadvlm.evaluate import set_cpu_threads
+
+        set_cpu_threads(model, int((params.get("eval") or {}).get("cpu_threads", 0)))
         answer = generate_code(model, processor, [picture], prompt, max_new, 1)[0]
     else:
         answer = generate(picture, prompt, max_new)
@@ -246,7 +249,8 @@ def cmd_predict(args, generate=None) -> int:
     from cadvlm.sandbox import TimeLimitedPool
 
     task = {"answer": answer, "out_dir": str(out), "size": size}
-    with TimeLimitedPool(1, args.timeout, warmup=("cadvlm.predict",)) as pool:
+    with TimeLimitedPool(1, args.timeout, warmup=("cadvlm.predict", "cadvlm.evaluate", "cadvlm.geometry.solid",
+                                                          "cadvlm.geometry.mesh")) as pool:
         outcome = next(iter(pool.run(build_outputs, [task])))
     if outcome.status == "ok":
         result = outcome.value

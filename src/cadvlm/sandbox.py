@@ -122,7 +122,9 @@ class TimeLimitedPool:
         self._slots[self._slots.index(slot)] = _Slot(self._ctx, self.warmup, self.env)
         self.restarts += 1
 
-    def run(self, fn: Callable, args: Iterable) -> Iterator[Outcome]:
+    def run(self, fn: Callable, args: Iterable, timeout: float | None = None) -> Iterator[Outcome]:
+        """Outcomes of fn(arg) for each arg, as they finish; `timeout` overrides the pool's limit."""
+        limit = self.timeout if timeout is None else float(timeout)
         pending = list(enumerate(args))
         pending.reverse()  # pop() from the end keeps input order
         while len(self._slots) < min(self.workers, max(1, len(pending))):
@@ -136,7 +138,7 @@ class TimeLimitedPool:
                     slot.task, slot.started = index, time.perf_counter()
                     running += 1
             now = time.perf_counter()
-            deadlines = [s.started + self.timeout - now for s in self._slots if s.task is not None]
+            deadlines = [s.started + limit - now for s in self._slots if s.task is not None]
             ready = wait([s.conn for s in self._slots], timeout=max(0.0, min(deadlines)) if deadlines else None)
             for slot in list(self._slots):
                 if slot.conn in ready:
@@ -161,9 +163,8 @@ class TimeLimitedPool:
                     slot.task = None
                     running -= 1
                     yield Outcome(index, status, value, error, seconds)
-                elif slot.task is not None and time.perf_counter() - slot.started >= self.timeout:
+                elif slot.task is not None and time.perf_counter() - slot.started >= limit:
                     index = slot.task
                     running -= 1
                     self._replace(slot)
-                    yield Outcome(index, "timeout", error=f"over the {self.timeout:g} s limit",
-                                  seconds=self.timeout)
+                    yield Outcome(index, "timeout", error=f"over the {limit:g} s limit", seconds=limit)
