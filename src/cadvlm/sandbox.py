@@ -150,6 +150,7 @@ class TimeLimitedPool:
                         slot.ready = True
                         continue
                     if msg is None:  # the worker died (native crash, OOM kill)
+                        slot.proc.join(timeout=5)  # the pipe closes before the process is reaped
                         code = slot.proc.exitcode
                         if slot.task is not None:
                             running -= 1
