@@ -86,7 +86,9 @@ def train(params: dict, data_dir: str | Path, image_root: str | Path, model_dir:
     if len(train_ds) == 0 or len(val_ds) == 0:
         raise ValueError(f"no sample fits train.max_length={pt['max_length']} "
                          f"(train kept {len(train_ds)}, val kept {len(val_ds)})")
-    collator = VisionTextCollator(processor.tokenizer.pad_token_id, 8 if on_gpu else None)
+    tok = processor.tokenizer
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id  # some bases have no pad
+    collator = VisionTextCollator(pad_id, 8 if on_gpu else None)
 
     # 5. Trainer.
     with state.main_process_first():  # rank 0 decides (resume or clear), the others then read its decision
@@ -338,7 +340,7 @@ def _metrics(history, train_metrics, speed, train_ds, val_ds, n_params, n_traina
         "eval_runtime_s": _r(speed.eval_s),
         "stage_runtime_s": _r(stage_s),
         "train_tokens": int(speed.tokens),
-        "epochs": len(epochs),
+        "epochs": _r(max((e.get("epoch", 0) for e in history), default=0), 3),
         "n_train": len(train_ds),
         "n_val": len(val_ds),
         "dropped_too_long_train": train_ds.dropped_too_long,

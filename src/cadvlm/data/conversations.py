@@ -18,7 +18,6 @@ tokens (plus the end-of-turn token the template appends) carry loss.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import re
 from dataclasses import dataclass
