@@ -1,7 +1,8 @@
 """DVC stage `convert`: extracted models + rendered pictures -> data/converted/{train,val,test}.json.
 
 One sample per model (grid layout) or per model and view (separate layout, read from the render
-stage's rendering_metadata.json); the answer is the model's OpenECAD v2 code. What is written is
+stage's rendering_metadata.json); the answer is the model's code in `convert.format` (OpenECAD v2
+or the compact format), recorded in data/converted/convert_info.json. What is written is
 validated (pictures, answers parsing back); counts go to metrics/convert.json.
 """
 
@@ -18,7 +19,7 @@ def main() -> None:
     m = convert(Path("data/extracted"), Path("data/rendered"), Path("data/converted"), config,
                 metrics_path=Path("metrics/convert.json"))
     skipped = ", ".join(f"{k} {v}" for k, v in m["skipped"].items()) or "none"
-    print(f"convert ({m['layout']}): samples {m['samples']}, skipped: {skipped}; "
+    print(f"convert ({m['layout']}, {m['code_format']}): samples {m['samples']}, skipped: {skipped}; "
           f"answer tokens {m['answer_tokens']}; {time.perf_counter() - t0:.2f} s")
 
 

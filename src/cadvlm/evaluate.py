@@ -55,7 +55,7 @@ SELECTION_POINTS = 2048
 # --------------------------------------------------------------------------------------------
 
 
-def answer_code(answer) -> str:
+def answer_code(answer, fmt: str = "openecad") -> str:
     """The code in a generated answer: the fenced block if the answer has one, else the whole
     text when it is bare code (OpenECAD outputs saved as .py files).
 
@@ -68,7 +68,7 @@ def answer_code(answer) -> str:
         raise CADError("no_code", "empty answer")
     if "```" in answer:
         return extract_code(answer)  # CodeParseError (reason parse_error) when broken
-    if "add_" in answer:
+    if ("add_" if fmt == "openecad" else "extrude") in answer:
         return answer
     raise CADError("no_code", "no code block and no OpenECAD statement in the answer")
 
@@ -101,7 +101,7 @@ def _lru_get(cache: OrderedDict, key, make, size: int):
     return value
 
 
-def _load_truth(path: str, model_id: str, seed: int, n_points: int):
+def _load_truth(path: str, model_id: str, seed: int, n_points: int, fmt: str = "openecad", bits: int = 8):
     """(model, PreparedSolid) of a ground-truth DeepCAD JSON; raises CADError when unbuildable.
 
     The model returned is the truth as its code reads back (writer -> parser): the order of
@@ -109,8 +109,7 @@ def _load_truth(path: str, model_id: str, seed: int, n_points: int):
     Command accuracy is measured against it, so the same sequence in that order scores 1.
     """
     from cadvlm.cad.deepcad_json import read_model
-    from cadvlm.codec.openecad_parser import parse_code
-    from cadvlm.codec.openecad_writer import write_code
+    from cadvlm.codec.compact import parse_code_as, write_code_as
     from cadvlm.geometry.solid import build_solid
     from cadvlm.metrics import prepare
 
@@ -118,22 +117,22 @@ def _load_truth(path: str, model_id: str, seed: int, n_points: int):
         model = read_model(path, model_id)
         prepared = prepare(build_solid(model), n_points, seed)
         try:
-            model = parse_code(write_code(model), model_id)
+            model = parse_code_as(write_code_as(model, fmt, bits), fmt, model_id, bits)
         except CADError:
             pass  # keep the JSON's order: command accuracy is then stricter, never wrong
         return model, prepared
 
-    return _lru_get(_TRUTH_CACHE, (path, seed, n_points), make, 128)
+    return _lru_get(_TRUTH_CACHE, (path, seed, n_points, fmt, bits), make, 128)
 
 
-def _build_answer(answer: str, model_id: str, seed: int, n_points: int):
+def _build_answer(answer: str, model_id: str, seed: int, n_points: int, fmt: str = "openecad", bits: int = 8):
     """(model or None, PreparedSolid or None, reason, detail, stage reached) for one answer."""
-    from cadvlm.codec.openecad_parser import parse_code
+    from cadvlm.codec.compact import parse_code_as
     from cadvlm.geometry.solid import build_solid
     from cadvlm.metrics import prepare
 
     try:
-        model = parse_code(answer_code(answer), model_id)
+        model = parse_code_as(answer_code(answer, fmt), fmt, model_id, bits)
     except CADError as exc:
         return None, None, classify(exc), exc.detail
     try:
@@ -149,8 +148,9 @@ def score_task(task: dict) -> dict:
     """Score one answer against one truth (runs in a worker). Returns one per-sample row."""
     sid, seed, n_points = task["id"], task.get("seed", 0), task.get("n_points", CHAMFER_POINTS)
     row = empty_row(sid, task["method"])
+    fmt, bits = task.get("format", "openecad"), task.get("bits", 8)
     try:
-        truth_model, truth = _load_truth(task["truth"], sid, seed, n_points)
+        truth_model, truth = _load_truth(task["truth"], sid, seed, n_points, fmt, bits)
     except Exception as exc:
         row.update(status=TRUTH_ERROR, detail=str(getattr(exc, "detail", exc)))
         return row
@@ -159,9 +159,10 @@ def score_task(task: dict) -> dict:
     if task.get("cache"):  # the same answer for every sample: build it once per worker
         digest = hashlib.blake2b(task["answer"].encode(), digest_size=16).digest()
         model, pred, reason, detail = _lru_get(
-            _PRED_CACHE, (digest, seed, n_points), lambda: _build_answer(task["answer"], sid, seed, n_points), 8)
+            _PRED_CACHE, (digest, seed, n_points, fmt, bits),
+            lambda: _build_answer(task["answer"], sid, seed, n_points, fmt, bits), 8)
     else:
-        model, pred, reason, detail = _build_answer(task["answer"], sid, seed, n_points)
+        model, pred, reason, detail = _build_answer(task["answer"], sid, seed, n_points, fmt, bits)
     if model is not None:
         from cadvlm.metrics import command_accuracy
 
@@ -183,13 +184,14 @@ def select_task(task: dict) -> list:
     from cadvlm.metrics import CHAMFER_SCALE, chamfer
 
     seed, n_points = task.get("seed", 0), task.get("n_points", CHAMFER_POINTS)
-    _, pred, reason, _ = _build_answer(task["answer"], "candidate", seed, n_points)
+    fmt, bits = task.get("format", "openecad"), task.get("bits", 8)
+    _, pred, reason, _ = _build_answer(task["answer"], "candidate", seed, n_points, fmt, bits)
     if pred is None:
         return [None] * len(task["truths"])
     out = []
     for sid, path in task["truths"]:
         try:
-            _, truth = _load_truth(path, sid, seed, n_points)
+            _, truth = _load_truth(path, sid, seed, n_points, fmt, bits)
         except Exception:
             out.append(None)
             continue
@@ -225,6 +227,7 @@ def _pool(cfg: ScoreConfig):
     # Workers import what a task needs before they report ready: the limit is for the task only.
     return TimeLimitedPool(cfg.workers, cfg.timeout_s, warmup=(
         "cadvlm.evaluate", "cadvlm.metrics", "cadvlm.codec.openecad_parser", "cadvlm.codec.openecad_writer",
+        "cadvlm.codec.compact",
         "cadvlm.geometry.solid", "cadvlm.geometry.mesh", "OCP.BRepAlgoAPI"))
 
 
@@ -358,14 +361,14 @@ def format_summary(name: str, s: dict) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def candidate_answers(train_answers: Iterable[tuple[str, str]], k: int) -> list[tuple[str, str]]:
+def candidate_answers(train_answers: Iterable[tuple[str, str]], k: int, fmt: str = "openecad") -> list[tuple[str, str]]:
     """Up to k distinct training answers [(train id, answer)]: the most frequent codes first,
     ties broken by a hash of the code (deterministic, and a fair sample when all are unique)."""
     counts: Counter = Counter()
     first: dict[str, tuple[str, str]] = {}
     for sid, answer in train_answers:
         try:
-            code = answer_code(answer).strip()
+            code = answer_code(answer, fmt).strip()
         except CADError:
             continue
         counts[code] += 1
@@ -378,11 +381,11 @@ def candidate_answers(train_answers: Iterable[tuple[str, str]], k: int) -> list[
 
 
 def choose_constant(candidates: list[tuple[str, str]], val_truths: list[tuple[str, str]], cfg: ScoreConfig,
-                    pool=None) -> dict | None:
+                    pool=None, fmt: str = "openecad", bits: int = 8) -> dict | None:
     """The candidate with the lowest median Chamfer x1000 on the validation truths (a candidate
     that fails to build, or on any truth, is out). None when no candidate is usable."""
-    tasks = [{"answer": a, "truths": val_truths, "seed": cfg.seed, "n_points": min(SELECTION_POINTS, cfg.n_points)}
-             for _, a in candidates]
+    tasks = [{"answer": a, "truths": val_truths, "seed": cfg.seed, "n_points": min(SELECTION_POINTS, cfg.n_points),
+              "format": fmt, "bits": bits} for _, a in candidates]
     own = pool is None
     pool = _pool(cfg) if own else pool
     scores: list = [None] * len(tasks)
@@ -493,21 +496,24 @@ def generate_with_model(model_dir: Path, records: list, max_new_tokens: int, bat
     return answers
 
 
-def oracle_answer(truth_path: Path, model_id: str) -> str:
+def oracle_answer(truth_path: Path, model_id: str, fmt: str = "openecad", bits: int = 8) -> str:
     """The ground truth as the model should have written it (empty when it cannot be written)."""
     from cadvlm.cad.deepcad_json import read_model
+    from cadvlm.codec.compact import write_code_as
     from cadvlm.codec.openecad_parser import wrap_answer
-    from cadvlm.codec.openecad_writer import write_code
 
     try:
-        return wrap_answer(write_code(read_model(truth_path, model_id)))
+        return wrap_answer(write_code_as(read_model(truth_path, model_id), fmt, bits))
     except Exception:  # unreadable truth (scored as truth_error anyway) or a writer bug (shows as no_code)
         return ""
 
 
 def run_stage(cfg: EvalConfig, generate: Callable[[list], list[str]] | None = None) -> dict:
     """The evaluate stage. `generate(records) -> answers` replaces the trained model (tests)."""
+    from cadvlm.codec.compact import read_format
+
     t_start = time.perf_counter()
+    fmt, bits = read_format(cfg.converted_dir)  # answers are scored in the language convert wrote
     records = load_split_records(cfg.converted_dir / "test.json", cfg.rendered_dir)
     json_dir = cfg.extracted_dir / "json"
     known = {p.relative_to(json_dir).with_suffix("").as_posix() for p in json_dir.rglob("*.json")}
@@ -540,16 +546,20 @@ def run_stage(cfg: EvalConfig, generate: Callable[[list], list[str]] | None = No
             val_ids = json.loads(split_path.read_text(encoding="utf-8")).get("validation", [])
             val = [(v, str(json_dir / f"{v}.json")) for v in val_ids if v in known]
             if val:
-                constant = choose_constant(candidate_answers(pairs, cfg.baseline_candidates), val, cfg.score, pool)
+                constant = choose_constant(candidate_answers(pairs, cfg.baseline_candidates, fmt), val, cfg.score, pool,
+                                           fmt, bits)
         t_const = time.perf_counter() - t0
 
         samples = []
         for r, sid, truth, answer in zip(records, ids, truths, answers):
             samples.append({"id": sid, "method": "model", "answer": answer, "truth": truth})
-            samples.append({"id": sid, "method": "oracle", "answer": oracle_answer(Path(truth), sid), "truth": truth})
+            samples.append({"id": sid, "method": "oracle", "answer": oracle_answer(Path(truth), sid, fmt, bits),
+                            "truth": truth})
             if constant is not None:
                 samples.append({"id": sid, "method": "constant", "answer": constant["answer"], "truth": truth,
                                 "cache": True})
+        for s in samples:
+            s["format"], s["bits"] = fmt, bits
         t0 = time.perf_counter()
         rows = score_answers(samples, cfg.score, pool)
         t_score = time.perf_counter() - t0
@@ -559,7 +569,7 @@ def run_stage(cfg: EvalConfig, generate: Callable[[list], list[str]] | None = No
         answer_of = {(s["id"], s["method"]): s["answer"] for s in samples}
         picks = pick_for_sheet(model_rows, cfg.sheet_samples)
         sheet_items = [(r, answer_of[(r["id"], "model")], str(json_dir / f"{r['id']}.json")) for r in picks]
-        write_sheet(sheet_items, cfg.out_dir / "compare.png", pool)
+        write_sheet(sheet_items, cfg.out_dir / "compare.png", pool, fmt=fmt, bits=bits)
         t_sheet = time.perf_counter() - t0
         restarts = pool.restarts
 
@@ -605,10 +615,11 @@ def pick_for_sheet(rows: list[dict], k: int) -> list[dict]:
 def views_task(task: dict) -> dict:
     """2x2 view grids (uint8) of the truth and of the answer's solid (None when it does not build)."""
     from cadvlm.cad.deepcad_json import read_model
-    from cadvlm.codec.openecad_parser import parse_code
+    from cadvlm.codec.compact import parse_code_as
     from cadvlm.geometry.solid import build_solid
 
     size = task.get("size", SHEET_VIEW_PX)
+    fmt, bits = task.get("format", "openecad"), task.get("bits", 8)
     out = {"truth": None, "pred": None}
     try:
         out["truth"] = _grid_of(build_solid(read_model(task["truth"], task["id"])), size)
@@ -616,7 +627,7 @@ def views_task(task: dict) -> dict:
         pass
     if task.get("answer"):
         try:
-            out["pred"] = _grid_of(build_solid(parse_code(answer_code(task["answer"]))), size)
+            out["pred"] = _grid_of(build_solid(parse_code_as(answer_code(task["answer"], fmt), fmt, None, bits)), size)
         except Exception:
             pass
     return out
@@ -632,11 +643,13 @@ def _grid_of(shape, size: int) -> np.ndarray:
     return compose_grid(render_views(verts, tris, size=size, views=VIEW_NAMES, nthreads=1))
 
 
-def write_sheet(items: list[tuple[dict, str, str]], path: Path, pool=None, size: int = SHEET_VIEW_PX) -> None:
+def write_sheet(items: list[tuple[dict, str, str]], path: Path, pool=None, size: int = SHEET_VIEW_PX,
+                fmt: str = "openecad", bits: int = 8) -> None:
     """A PNG: per sample, the truth's views beside the prediction's, captioned with id and scores."""
     from PIL import Image, ImageDraw
 
-    tasks = [{"id": r["id"], "answer": a if r["status"] == "ok" else "", "truth": t, "size": size} for r, a, t in items]
+    tasks = [{"id": r["id"], "answer": a if r["status"] == "ok" else "", "truth": t, "size": size, "format": fmt,
+              "bits": bits} for r, a, t in items]
     grids: list = [None] * len(tasks)
     if tasks:
         own = pool is None

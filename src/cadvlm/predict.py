@@ -117,14 +117,15 @@ def default_prompt(params: dict, view: str | None) -> str:
 
 def build_outputs(task: dict) -> dict:
     """Parse, build and export one answer (runs in a worker). {'ok', 'reason', 'detail', ...}."""
-    from cadvlm.codec.openecad_parser import parse_code
+    from cadvlm.codec.compact import parse_code_as
     from cadvlm.evaluate import answer_code, classify
     from cadvlm.geometry.mesh import export_step, export_stl, tessellate
     from cadvlm.geometry.solid import bounding_box, build_solid, volume
 
     out = Path(task["out_dir"])
     try:
-        model = parse_code(answer_code(task["answer"]), "prediction")
+        fmt, bits = task.get("format", "openecad"), task.get("bits", 8)
+        model = parse_code_as(answer_code(task["answer"], fmt), fmt, "prediction", bits)
         shape = build_solid(model)
         export_step(shape, out / "part.step")
         export_stl(shape, out / "part.stl")
@@ -240,15 +241,18 @@ def cmd_predict(args, generate=None) -> int:
     (out / "answer.txt").write_text(answer, encoding="utf-8")
     from cadvlm.evaluate import answer_code
 
+    # The model writes the language its training data was converted to (params convert.format).
+    conv = params.get("convert") or {}
+    fmt, bits = str(conv.get("format", "openecad")), int(conv.get("compact_bits", 8))
     try:
-        code = answer_code(answer)
+        code = answer_code(answer, fmt)
     except CADError:
         code = answer  # no usable block: keep what the model said, for inspection
     (out / "part.py").write_text(code if code.endswith("\n") or not code else code + "\n", encoding="utf-8")
 
     from cadvlm.sandbox import TimeLimitedPool
 
-    task = {"answer": answer, "out_dir": str(out), "size": size}
+    task = {"answer": answer, "out_dir": str(out), "size": size, "format": fmt, "bits": bits}
     with TimeLimitedPool(1, args.timeout, warmup=("cadvlm.predict", "cadvlm.evaluate", "cadvlm.geometry.solid",
                                                           "cadvlm.geometry.mesh")) as pool:
         outcome = next(iter(pool.run(build_outputs, [task])))

@@ -720,9 +720,13 @@ def extract_code(answer: str) -> str:
     return answer[m.end():end]
 
 
-def parse_answer(answer: str, model_id: str | None = None) -> CADModel:
-    """extract_code + parse_code."""
+def parse_answer(answer: str, model_id: str | None = None, fmt: str = "openecad", bits: int = 8) -> CADModel:
+    """extract_code + parse_code (or, with fmt='compact', codec.compact's parser at `bits`)."""
     try:
+        if fmt != "openecad":
+            from cadvlm.codec.compact import parse_code_as
+
+            return parse_code_as(extract_code(answer), fmt, model_id, bits)
         return parse_code(extract_code(answer), model_id)
     except CADError as exc:
         raise exc.with_id(model_id) if model_id else exc

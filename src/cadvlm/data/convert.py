@@ -9,7 +9,9 @@ rendering_metadata.json, images/...}. Output (data/converted/):
 - convert_info.json: where the pictures are and their size, so `cadvlm validate-data` can check
   the folder on its own.
 
-The answer is the model's OpenECAD v2 code (codec.openecad_writer). The prompt is one of several
+The answer is the model's OpenECAD v2 code (codec.openecad_writer), or with `convert.format:
+compact` the compact quantised code (codec.compact); convert_info.json records which, so
+evaluate and validate-data read answers in the same language. The prompt is one of several
 templates (params), picked per sample from a hash of the sample id and the seed: deterministic,
 independent of order and of the other samples, and balanced over a large set. A template may say
 ``{views}``, replaced by what the picture shows ("four views (front, top, right and iso)" or
@@ -71,6 +73,8 @@ class ConvertConfig:
     seed: int = 0
     compat: bool = False  # OpenECAD's mirrored frames too (see codec.openecad_writer); False = exact geometry
     workers: int = 2  # processes writing code (0 = all cores); the output does not depend on it
+    format: str = "openecad"  # answer language: 'openecad' (OpenECAD v2) or 'compact' (codec.compact)
+    compact_bits: int = 8  # grid of the compact format (2**bits levels over [-1, 1])
 
     def __post_init__(self):
         prompts = tuple(self.prompts)
@@ -79,15 +83,20 @@ class ConvertConfig:
         if any(IMAGE_TAG in p for p in prompts):
             raise ValueError(f"convert.prompts must not contain {IMAGE_TAG}: the stage adds it")
         object.__setattr__(self, "prompts", prompts)
+        from cadvlm.codec.compact import _check_bits, check_format
+
+        check_format(self.format)
+        _check_bits(self.compact_bits)
 
     @classmethod
     def from_params(cls, params: dict) -> "ConvertConfig":
         c = params.get("convert", {}) or {}
-        unknown = set(c) - {"prompts", "compat", "workers"}
+        unknown = set(c) - {"prompts", "compat", "workers", "format", "compact_bits"}
         if unknown:
             raise ValueError(f"unknown convert params: {sorted(unknown)}")
         return cls(prompts=tuple(c.get("prompts") or DEFAULT_PROMPTS), seed=int(params.get("base", {}).get("seed", 0)),
-                   compat=bool(c.get("compat", False)), workers=int(c.get("workers", 2)))
+                   compat=bool(c.get("compat", False)), workers=int(c.get("workers", 2)),
+                   format=str(c.get("format", "openecad")), compact_bits=int(c.get("compact_bits", 8)))
 
 
 @dataclass(frozen=True)
@@ -125,7 +134,8 @@ _NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight"
 
 
 # ----------------------------------------------------------------------------- answers
-def model_answer(json_path: Path, model_id: str, compat: bool = False) -> tuple[str | None, str | None, tuple]:
+def model_answer(json_path: Path, model_id: str, compat: bool = False, fmt: str = "openecad",
+                 bits: int = 8) -> tuple[str | None, str | None, tuple]:
     """(answer, verdict, (extrudes, curves)) for one model, or (None, reason, ()) when it cannot be written.
 
     The verdict is `answer_verdict` of the answer, computed here so the parse-back check runs in
@@ -133,28 +143,36 @@ def model_answer(json_path: Path, model_id: str, compat: bool = False) -> tuple[
     """
     from cadvlm.cad.deepcad_json import read_model
     from cadvlm.cad.model import CADError
+    from cadvlm.codec.compact import write_code_as
     from cadvlm.codec.openecad_parser import wrap_answer
-    from cadvlm.codec.openecad_writer import write_code
 
     try:
         model = read_model(json_path, model_id, check_crossing=False)  # extract validated it
-        code = write_code(model, compat=compat)
+        code = write_code_as(model, fmt, bits, compat=compat)
     except CADError as exc:
         return None, exc.reason, ()
     except OSError:
         return None, "missing_json", ()
     answer = wrap_answer(code)
+    if fmt != "openecad":  # the grid may drop curves shorter than one level: count what was written
+        from cadvlm.codec.compact import parse_compact
+
+        try:
+            model = parse_compact(code, model_id, bits)
+        except CADError as exc:
+            return None, "answer_" + exc.reason, ()
     counts = (len(model.extrudes), model.n_curves())
-    return answer, answer_verdict(answer, model_id, counts), counts
+    return answer, answer_verdict(answer, model_id, counts, fmt, bits), counts
 
 
-def answer_verdict(answer: str, sample_id: str, counts: tuple | None = None) -> tuple[str, str]:
+def answer_verdict(answer: str, sample_id: str, counts: tuple | None = None, fmt: str = "openecad",
+                   bits: int = 8) -> tuple[str, str]:
     """("ok", "") when the answer parses back (to `counts` extrudes and curves when given), else (reason, message)."""
     from cadvlm.cad.model import CADError
     from cadvlm.codec.openecad_parser import parse_answer
 
     try:
-        model = parse_answer(answer, sample_id)
+        model = parse_answer(answer, sample_id, fmt, bits)
     except CADError as exc:
         return ("answer_parse_error" if exc.reason == "parse_error" else "answer_" + exc.reason), str(exc)
     got = (len(model.extrudes), model.n_curves())
@@ -197,7 +215,7 @@ def _png_size(path: Path) -> tuple[int, int] | None:
 
 
 def check_samples(samples: list, image_root: Path, size: tuple[int, int] | None,
-                  parsed_cache: dict | None = None) -> CheckResult:
+                  parsed_cache: dict | None = None, fmt: str = "openecad", bits: int = 8) -> CheckResult:
     """Validate conversation samples; `parsed_cache` maps answer -> verdict (filled as it goes)."""
     res = CheckResult()
     cache = parsed_cache if parsed_cache is not None else {}
@@ -242,7 +260,7 @@ def check_samples(samples: list, image_root: Path, size: tuple[int, int] | None,
         answer = conv[1]["value"]
         verdict = cache.get(answer)
         if verdict is None:
-            verdict = cache[answer] = answer_verdict(answer, sid)
+            verdict = cache[answer] = answer_verdict(answer, sid, None, fmt, bits)
         if verdict[0] != "ok":
             bad(verdict[0], verdict[1] or sid)
             continue
@@ -282,7 +300,7 @@ def convert(extracted, rendered, out_dir, config: ConvertConfig = ConvertConfig(
             else:
                 todo.append(model_id)
     unique = sorted(set(todo))
-    tasks = [(extracted / "json" / f"{m}.json", m, config.compat) for m in unique]
+    tasks = [(extracted / "json" / f"{m}.json", m, config.compat, config.format, config.compact_bits) for m in unique]
     workers = config.workers or os.cpu_count() or 1
     if workers > 1 and len(tasks) >= POOL_MIN:
         with ProcessPoolExecutor(workers) as pool:
@@ -291,7 +309,7 @@ def convert(extracted, rendered, out_dir, config: ConvertConfig = ConvertConfig(
         results = [_answer_task(t) for t in tasks]
     answers = dict(zip(unique, results))
 
-    metrics = {"layout": info.layout, "models": {}, "samples": {}, "skipped": {}, "templates": {},
+    metrics = {"layout": info.layout, "code_format": config.format, "models": {}, "samples": {}, "skipped": {}, "templates": {},
                "answer_chars": {}, "answer_tokens": {},
                "tokenizer": "regex [A-Za-z_]+|\\d|[^\\sA-Za-z_\\d] (letter runs, single digits, other chars)"}
     templates: Counter = Counter()
@@ -323,7 +341,7 @@ def convert(extracted, rendered, out_dir, config: ConvertConfig = ConvertConfig(
                 samples.append({"id": sid, "image": image, "conversations": [
                     {"from": "human", "value": f"{IMAGE_TAG}\n{prompt}"},
                     {"from": "gpt", "value": answer}]})
-        res = check_samples(samples, rendered, info.size, cache)
+        res = check_samples(samples, rendered, info.size, cache, config.format, config.compact_bits)
         skipped.update(res.problems)
         ok_ids = set()
         for s in res.ok:
@@ -338,7 +356,8 @@ def convert(extracted, rendered, out_dir, config: ConvertConfig = ConvertConfig(
         metrics["samples"][fname[:-5]] = len(res.ok)
     _write_json(out_dir / INFO_FILE, {
         "image_folder": os.path.relpath(rendered, out_dir), "image_size": list(info.size) if info.size else None,
-        "layout": info.layout, "views": list(info.views), "splits": SPLIT_FILES})
+        "layout": info.layout, "views": list(info.views), "splits": SPLIT_FILES,
+        "code_format": config.format, "compact_bits": config.compact_bits})
     metrics["skipped"] = dict(sorted(skipped.items()))
     metrics["templates"] = {str(k): templates.get(k, 0) for k in range(len(config.prompts))}
     metrics["answer_chars"] = _stats(chars)
@@ -372,6 +391,9 @@ def validate_folder(folder, image_root=None, size=None) -> dict:
     files = [folder / f for f in SPLIT_FILES.values() if (folder / f).is_file()]
     if not files:
         files = sorted(p for p in folder.glob("*.json") if p.name != INFO_FILE)
+    from cadvlm.codec.compact import read_format
+
+    fmt, bits = read_format(folder)
     cache: dict = {}
     for path in files:
         try:
@@ -384,7 +406,7 @@ def validate_folder(folder, image_root=None, size=None) -> dict:
             report["files"][path.name] = {"samples": 0, "ok": 0, "problems": {"not_a_list": 1},
                                           "examples": {"not_a_list": f"{path.name}: top level is not a list"}}
             continue
-        res = check_samples(samples, Path(image_root), size, cache)
+        res = check_samples(samples, Path(image_root), size, cache, fmt, bits)
         report["files"][path.name] = {"samples": len(samples), "ok": len(res.ok),
                                       "problems": dict(sorted(res.problems.items())), "examples": res.examples}
     return report

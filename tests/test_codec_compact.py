@@ -1,0 +1,167 @@
+"""The compact code format: round trip, refusal of bad text, and its plumbing through convert/evaluate."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from cadvlm.cad.model import CADError
+from cadvlm.cad.synthetic import generate_model, model_json_text
+from cadvlm.codec.compact import parse_code_as, parse_compact, read_format, write_code_as, write_compact
+from cadvlm.codec.openecad_parser import CodeParseError, parse_answer, wrap_answer
+from cadvlm.data.convert import ConvertConfig, convert, count_tokens
+from convert_fixture import make_dataset
+
+SQUARE = "plane 128 128 128 254 127 127 127 254 127\nloop\nline 200 50\nline 200 200\nline 50 200\nline 50 50\n" \
+         "extrude new one 200\nend\n"
+
+
+def _box(model):
+    from cadvlm.geometry.solid import bounding_box, build_solid
+
+    lo, hi = bounding_box(build_solid(model))
+    return np.asarray(hi) - np.asarray(lo)
+
+
+def test_a_square_plate_reads_as_written():
+    m = parse_compact(SQUARE)
+    (ex,) = m.extrudes
+    assert np.allclose(ex.plane.normal, [1, 0, 0]) and np.allclose(ex.plane.x_axis, [0, 1, 0])
+    assert [type(c).__name__ for c in ex.profile.loops[0].curves] == ["Line"] * 4
+    assert ex.extent_one == pytest.approx((200 / 255 * 2 - 1) * 2)
+    size = _box(m)  # 150 levels of 2/255 wide in y and z
+    assert size[1] == pytest.approx(150 * 2 / 255) and size[2] == pytest.approx(150 * 2 / 255)
+
+
+@pytest.mark.parametrize("index", range(12))
+def test_round_trip_keeps_the_shape(index):
+    """JSON model -> compact -> parse: same commands, same proportions up to the grid."""
+    model = generate_model(index)
+    code = write_compact(model)
+    assert code.endswith("end\n") and count_tokens(code) < count_tokens(write_code_as(model))
+    back = parse_compact(code)
+    assert len(back.extrudes) == len(model.extrudes)
+    assert [e.operation for e in back.extrudes] == [e.operation for e in model.extrudes]
+    a, b = _box(model), _box(back)
+    assert np.allclose(a / a.max(), b / b.max(), atol=0.03)
+    assert write_compact(model) == code  # deterministic
+
+
+def test_round_trip_iou_is_high():
+    from cadvlm.geometry.solid import build_solid
+    from cadvlm.metrics import compare, prepare
+
+    ious = []
+    for i in range(6):
+        m = generate_model(i)
+        p = parse_compact(write_compact(m))
+        ious.append(compare(prepare(build_solid(p), 1024, 0), prepare(build_solid(m), 1024, 1))["iou"])
+    assert min(ious) > 0.8 and np.mean(ious) > 0.9
+
+
+def test_more_bits_cost_few_tokens():
+    m = generate_model(1)
+    assert parse_compact(write_compact(m, 10), bits=10).n_curves() == m.n_curves()
+    with pytest.raises(CodeParseError):
+        parse_compact(write_compact(m, 10), bits=8)  # levels above 255 are off an 8-bit grid
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("", "parse_error"),
+    (SQUARE.replace("end\n", ""), "parse_error"),  # truncated
+    (SQUARE + "plane 1 2 3\n", "parse_error"),  # text after end
+    (SQUARE.replace("line 200 50", "line 200"), "parse_error"),  # arity
+    (SQUARE.replace("line 200 50", "line 200 256"), "parse_error"),  # off the grid
+    (SQUARE.replace("line 200 50", "line 200 -5"), "parse_error"),
+    (SQUARE.replace("line 200 50", "spline 200 50"), "parse_error"),
+    (SQUARE.replace("new one 200", "new two 200"), "parse_error"),
+    (SQUARE.replace("new one", "fuse one"), "parse_error"),
+    (SQUARE.replace("127 254 127\n", "254 127 127\n"), "bad_plane"),  # x axis along the normal
+    (SQUARE.replace("line 200 200", "line 200 50"), "zero_length_curve"),
+    (SQUARE.replace("line 200 200", "arc 200 100 200 200"), "degenerate_arc"),  # collinear
+    (SQUARE.replace("line 200 200\nline 50 200", "line 50 200\nline 200 200"), "self_crossing_loop"),
+    (SQUARE.replace("line 200 200\n", "circle 100 100 5\n"), "open_loop"),
+    ("__import__('os')\nend\n", "parse_error"),
+])
+def test_bad_text_is_refused_with_a_reason(text, reason):
+    with pytest.raises(CADError) as e:
+        parse_compact(text, "m1")
+    assert e.value.reason == reason and e.value.model_id == "m1"
+
+
+def test_fuzzed_text_raises_only_cad_errors():
+    rng = random.Random(0)
+    codes = [write_compact(generate_model(i)) for i in range(4)] + [SQUARE]
+    words = ["plane", "loop", "line", "arc", "circle", "extrude", "end", "new", "cut", "two", "0", "255", "999",
+             "-1", "1e3", "\x00", "٣"]
+    n_ok = 0
+    for k in range(400):
+        toks = rng.choice(codes).split(" ")
+        op = k % 4
+        if op == 0:
+            text = " ".join(toks)[: rng.randrange(1, len(" ".join(toks)))]
+        elif op == 1:
+            i = rng.randrange(len(toks))
+            toks[i] = rng.choice(words)
+            text = " ".join(toks)
+        elif op == 2:
+            del toks[rng.randrange(len(toks))]
+            text = " ".join(toks)
+        else:
+            lines = " ".join(toks).split("\n")
+            rng.shuffle(lines)
+            text = "\n".join(lines)
+        try:
+            parse_compact(text)
+            n_ok += 1
+        except CADError:
+            pass
+    assert n_ok < 400
+
+
+def test_answers_and_switch():
+    code = write_compact(generate_model(2))
+    assert parse_answer(wrap_answer(code), "x", "compact").n_curves() == parse_code_as(code, "compact").n_curves()
+    with pytest.raises(ValueError):
+        write_code_as(generate_model(2), "python")
+
+
+def test_convert_in_compact_writes_parseable_answers(tmp_path):
+    sources = {f"{i:04d}/{i:08d}": model_json_text(i, seed=5) for i in range(4)}
+    extracted, rendered = make_dataset(tmp_path, sources)
+    out = tmp_path / "converted"
+    m = convert(extracted, rendered, out, ConvertConfig(workers=1, format="compact"))
+    assert m["skipped"] == {} and m["code_format"] == "compact"
+    assert read_format(out) == ("compact", 8)
+    for name in ("train", "val", "test"):
+        for item in json.loads((out / f"{name}.json").read_text()):
+            answer = item["conversations"][1]["value"]
+            assert answer.rstrip("`\n").endswith("end")
+            parse_answer(answer, item["id"], "compact")
+    assert m["answer_tokens"]["max"] < 400
+    with pytest.raises(ValueError):
+        ConvertConfig(format="compact", compact_bits=3)
+    with pytest.raises(ValueError):
+        ConvertConfig.from_params({"convert": {"format": "python"}})
+
+
+def test_evaluate_reads_the_format_and_the_oracle_is_valid(tmp_path):
+    from cadvlm.evaluate import EvalConfig, ScoreConfig, run_stage
+
+    sources = {f"m{i}": model_json_text(i, seed=0) for i in range(5)}
+    extracted, rendered = make_dataset(tmp_path, sources, splits={"train": ["m0", "m1"], "validation": ["m2"],
+                                                                   "test": ["m3", "m4"]})
+    converted = tmp_path / "converted"
+    convert(extracted, rendered, converted, ConvertConfig(workers=1, format="compact"))
+    cfg = EvalConfig(converted_dir=converted, rendered_dir=rendered, extracted_dir=extracted,
+                     out_dir=tmp_path / "eval", metrics_path=tmp_path / "eval.json", baseline_candidates=2,
+                     sheet_samples=0, score=ScoreConfig(workers=1, timeout_s=60, progress=False))
+    out = run_stage(cfg, generate=lambda recs: [r.answer for r in recs])
+    m = out["metrics"]
+    assert m["invalid_ratio"] == 0.0 and m["iou_mean"] > 0.8
+    oracle = m["baselines"]["oracle"]
+    assert oracle["invalid_ratio"] == 0.0 and oracle["command_accuracy"]["command"] == 1.0
+    assert m["baselines"]["constant"]["invalid_ratio"] == 0.0
