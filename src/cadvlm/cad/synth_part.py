@@ -663,6 +663,19 @@ class PartBuilder:
     def _top(self):
         return next((f for f in self.faces if f.kind == "top"), None)
 
+    def _edge_inward(self, e, top):
+        """An edge of the top face in base-local coordinates: its ends, direction, the inward
+        normal (the left normal of the CCW outline, flipped if it points out), its mid point and
+        how deep the base reaches inward from there."""
+        b = self.base
+        p0, p1 = poly_to(e, top.plane, b.plane)
+        d2 = (p1 - p0) / np.linalg.norm(p1 - p0)
+        inward = np.array([-d2[1], d2[0]])
+        mid = (p0 + p1) / 2
+        if not sh.points_in_polygon((mid + inward * 1e-3)[None], b.outer)[0]:
+            inward = -inward
+        return p0, p1, d2, inward, mid, sh.ray_depth(mid, inward, [b.outer] + b.holes)
+
     def feat_wall(self, budget: int) -> int:
         """A wall standing on a straight edge of the base (L brackets, U channels, boxes)."""
         b, top = self.base, self._top()
@@ -673,15 +686,7 @@ class PartBuilder:
         length = float(np.linalg.norm(e[1] - e[0]))
         if length < 8.0:
             return 0
-        # edge in base-local coordinates and its inward depth
-        p0, p1 = poly_to(e, top.plane, b.plane)
-        d2 = (p1 - p0) / np.linalg.norm(p1 - p0)
-        inward = np.array([-d2[1], d2[0]])
-        # the outline is CCW in base-local: inward is the left normal; check it points inside
-        mid = (p0 + p1) / 2
-        if not sh.points_in_polygon((mid + inward * 1e-3)[None], b.outer)[0]:
-            inward = -inward
-        depth_in = sh.ray_depth(mid, inward, [b.outer] + b.holes)
+        p0, p1, d2, inward, mid, depth_in = self._edge_inward(e, top)
         if not math.isfinite(depth_in) or depth_in < 4.0:
             return 0
         # Walls about as thick as the plate they stand on (bent or welded sheet), not fins.
@@ -842,13 +847,7 @@ class PartBuilder:
         length = float(np.linalg.norm(e[1] - e[0]))
         if length < 10.0:
             return 0
-        p0, p1 = poly_to(e, top.plane, b.plane)
-        d2 = (p1 - p0) / np.linalg.norm(p1 - p0)
-        inward = np.array([-d2[1], d2[0]])
-        mid = (p0 + p1) / 2
-        if not sh.points_in_polygon((mid + inward * 1e-3)[None], b.outer)[0]:
-            inward = -inward
-        depth_in = sh.ray_depth(mid, inward, [b.outer] + b.holes)
+        p0, p1, d2, inward, mid, depth_in = self._edge_inward(e, top)
         if not math.isfinite(depth_in) or depth_in < 6.0:
             return 0
         wn = self.u.length(self.rng, max(2.0, length * 0.15), length * 0.5)
