@@ -398,28 +398,32 @@ class _Samples:
         self.prim = np.concatenate([self.prim, prim])
         self.uv = np.concatenate([self.uv, uv])
 
+    def _curved_shade(self, prim: np.ndarray, sel) -> tuple[np.ndarray, np.ndarray | None]:
+        """(positions, grey levels) of the samples in sel that hit curved triangles, whose shade
+        varies across the triangle (flat triangles are a table lookup)."""
+        cur = np.flatnonzero(np.take(self.curved, prim + 1))
+        if not cur.size:
+            return cur, None
+        c = np.take(self.shade_coef, prim[cur], axis=0)
+        uv = self.uv[sel][cur]
+        return cur, c[:, 0] + uv[:, 0] * c[:, 1] + uv[:, 1] * c[:, 2]
+
     def shade(self, sel=slice(None)) -> np.ndarray:
         """Grey level of samples sel (a slice): background where nothing is hit."""
         prim = self.prim[sel]
         g = np.take(self.flat_shade, prim + 1)
-        cur = np.flatnonzero(np.take(self.curved, prim + 1))
-        if cur.size:
-            p = prim[cur]
-            uv = self.uv[sel][cur]
-            c = np.take(self.shade_coef, p, axis=0)
-            g[cur] = c[:, 0] + uv[:, 0] * c[:, 1] + uv[:, 1] * c[:, 2]
+        cur, levels = self._curved_shade(prim, sel)
+        if levels is not None:
+            g[cur] = levels
         return g
 
     def shade_u8(self, sel=slice(None)) -> np.ndarray:
         """shade() as bytes, straight from a byte table where triangles are flat."""
         prim = self.prim[sel]
         g = np.take(self.flat_u8, prim + 1)
-        cur = np.flatnonzero(np.take(self.curved, prim + 1))
-        if cur.size:
-            p = prim[cur]
-            uv = self.uv[sel][cur]
-            c = np.take(self.shade_coef, p, axis=0)
-            g[cur] = _to_uint8(c[:, 0] + uv[:, 0] * c[:, 1] + uv[:, 1] * c[:, 2])
+        cur, levels = self._curved_shade(prim, sel)
+        if levels is not None:
+            g[cur] = _to_uint8(levels)
         return g
 
     def breaks(self, a: np.ndarray, b: np.ndarray, dx, dy) -> np.ndarray:
