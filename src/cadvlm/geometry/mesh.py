@@ -71,15 +71,6 @@ def tessellate(shape, rel_deflection: float = REL_DEFLECTION, angular: float = A
     return np.concatenate(verts), np.ascontiguousarray(np.concatenate(tris), dtype=np.int32)
 
 
-def to_open3d(vertices: np.ndarray, triangles: np.ndarray):
-    """An open3d TriangleMesh (legacy API) of the arrays, with vertex normals."""
-    import open3d as o3d
-
-    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices), o3d.utility.Vector3iVector(triangles))
-    mesh.compute_vertex_normals()
-    return mesh
-
-
 def sample_points(vertices: np.ndarray, triangles: np.ndarray, n: int = 8192, seed: int = 0) -> np.ndarray:
     """n points uniformly distributed over the mesh surface (area-weighted), reproducible by seed."""
     rng = np.random.default_rng(seed)
