@@ -22,6 +22,7 @@ def main() -> None:
         max_new_tokens=int(e["max_new_tokens"]),
         batch_size=int(e["batch_size"]),
         baseline_candidates=int(e["baseline_candidates"]),
+        nearest_baseline=bool(e.get("nearest_baseline", True)),
         sheet_samples=int(e["sheet_samples"]),
         cpu_threads=int(e.get("cpu_threads", 0)),
         out_dir=Path("data/eval"),

@@ -36,6 +36,21 @@ def test_a_square_plate_reads_as_written():
     assert size[1] == pytest.approx(150 * 2 / 255) and size[2] == pytest.approx(150 * 2 / 255)
 
 
+def test_the_size_line_states_the_extents_first():
+    """`size` is the model's box in levels (lengths), first; the parser takes it or its absence."""
+    model = generate_model(5)
+    code = write_compact(model)
+    first, rest = code.split("\n", 1)
+    words = first.split()
+    assert words[0] == "size" and len(words) == 4
+    ext = np.array([int(w) for w in words[1:]]) * 2 / 255
+    box = _box(parse_compact(code))
+    assert ext.max() == pytest.approx(1.5, abs=0.01)  # normalised: the longest side is 1.5
+    assert np.all(box <= ext + 0.02)  # the box of the extruded profiles holds the solid's
+    assert parse_compact(rest).n_curves() == parse_compact(code).n_curves()
+    assert parse_compact("size 0 255 3\n" + SQUARE).n_curves() == 4
+
+
 @pytest.mark.parametrize("index", range(12))
 def test_round_trip_keeps_the_shape(index):
     """JSON model -> compact -> parse: same commands, same proportions up to the grid."""
@@ -85,6 +100,11 @@ def test_more_bits_cost_few_tokens():
     (SQUARE.replace("line 200 200\nline 50 200", "line 50 200\nline 200 200"), "self_crossing_loop"),
     (SQUARE.replace("line 200 200\n", "circle 100 100 5\n"), "open_loop"),
     ("__import__('os')\nend\n", "parse_error"),
+    ("size 1 2\n" + SQUARE, "parse_error"),  # arity
+    ("size 1 2 256\n" + SQUARE, "parse_error"),  # off the grid
+    ("size 1 2 3\nsize 1 2 3\n" + SQUARE, "parse_error"),  # twice
+    (SQUARE.replace("loop\n", "size 1 2 3\nloop\n"), "parse_error"),  # not first
+    (SQUARE.replace("end\n", "") + "size 1 2 3\n" + SQUARE, "parse_error"),  # between extrudes
 ])
 def test_bad_text_is_refused_with_a_reason(text, reason):
     with pytest.raises(CADError) as e:

@@ -169,6 +169,27 @@ def test_cadvlm_score_on_openecad_outputs(deepcad_dir, tmp_path):
     assert (tmp_path / "s.csv").read_text().count("\n") == 5  # header + 4 samples
 
 
+def test_cadvlm_score_reads_compact_answers(deepcad_dir, tmp_path):
+    """--format compact: the truth written as compact code scores at the 8-bit floor; a
+    garbled answer is invalid with its reason."""
+    from cadvlm.cad.deepcad_json import read_model
+    from cadvlm.cli import main
+    from cadvlm.codec.compact import write_compact
+
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    code = write_compact(read_model(deepcad_dir / "json" / "00000007.json", "00000007"))
+    (pred / "00000007.txt").write_text(wrap_answer(code))
+    (pred / "00003877.py").write_text(code.replace("loop", "lop"))
+    out = tmp_path / "m.json"
+    assert main(["score", "--pred", str(pred), "--truth", str(deepcad_dir / "json"), "--json", str(out),
+                 "--format", "compact", "--oracle", "--workers", "1"]) == 0
+    m = json.loads(out.read_text())
+    assert m["n"] == 2 and m["invalid_ratio"] == 0.5 and m["invalid_by_reason"]["parse_error"] == 1
+    assert m["iou_mean"] > 0.9 and m["chamfer_median"] < 1.0
+    assert m["baselines"]["oracle"]["invalid_ratio"] == 0.0
+
+
 def test_cadvlm_score_refuses_bad_folders(tmp_path, capsys):
     from cadvlm.cli import main
 

@@ -98,8 +98,10 @@ def test_stage_writes_metrics_table_and_sheet(project, tmp_path):
 
     with open(cfg.out_dir / "samples.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 3 * N_TEST
-    assert {r["method"] for r in rows} == {"model", "oracle", "constant"}
+    assert len(rows) == 4 * N_TEST
+    assert {r["method"] for r in rows} == {"model", "oracle", "constant", "nearest"}
+    near = m["baselines"]["nearest"]
+    assert near["n"] == N_TEST and near["invalid_ratio"] == 0.0
     lines = (cfg.out_dir / "generations.jsonl").read_text().splitlines()
     assert len(lines) == N_TEST and json.loads(lines[3])["answer"] == "I am a tiny model."
     sheet = Image.open(cfg.out_dir / "compare.png")
@@ -120,3 +122,22 @@ def test_stage_refuses_a_generator_that_loses_samples(project, tmp_path):
                      metrics_path=tmp_path / "eval.json", score=ScoreConfig(progress=False))
     with pytest.raises(ValueError, match="answers for"):
         run_stage(cfg, generate=lambda recs: ["x"])
+
+
+def test_nearest_picture_answers_by_lookup(tmp_path):
+    """Each query gets the answer of the training picture it resembles, not of the others."""
+    from types import SimpleNamespace
+
+    from cadvlm.evaluate import nearest_answers
+
+    def picture(name, box):
+        im = Image.new("RGB", (256, 256), "white")
+        im.paste((40, 40, 40), box)
+        im.save(tmp_path / name)
+        return tmp_path / name
+
+    boxes = [(0, 0, 128, 128), (128, 128, 256, 256), (0, 100, 256, 156)]
+    train = [SimpleNamespace(image=picture(f"t{i}.png", b), answer=f"answer {i}") for i, b in enumerate(boxes)]
+    shifted = [(x0 + 6, y0 + 4, x1 + 6, y1 + 4) for x0, y0, x1, y1 in boxes]
+    queries = [SimpleNamespace(image=picture(f"q{i}.png", b)) for i, b in reversed(list(enumerate(shifted)))]
+    assert nearest_answers(train, queries) == ["answer 2", "answer 1", "answer 0"]

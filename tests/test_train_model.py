@@ -47,6 +47,25 @@ def test_tiny_loads_through_auto_classes(tiny_dir):
     assert tok.pad_token == "<pad>" and tok.eos_token == "</s>"
 
 
+def test_tiny_prompt_layout_and_paper_white_is_zero(tiny_dir):
+    """The tiny template starts with <s> and puts the picture after the instruction, right before
+    the answer; the processor maps white paper to 0 and black ink to -1."""
+    import numpy as np
+
+    from cadvlm.data.conversations import to_messages
+
+    _, processor = load_base(tiny_dir)
+    text = processor.apply_chat_template(to_messages("Draw it."), tokenize=False, add_generation_prompt=True)
+    assert text == "<s>USER: Draw it.\n<image>\nASSISTANT:\n"
+    tok = processor.tokenizer
+    ids = processor(text=[text], images=[Image.new("RGB", (64, 64), "white")], add_special_tokens=False)["input_ids"][0]
+    assert ids[0] == tok.bos_token_id and ids.count(tok.convert_tokens_to_ids("<image>")) == (32 // 16) ** 2
+    pic = Image.new("RGB", (64, 64), "white")
+    pic.paste((0, 0, 0), (0, 0, 32, 64))
+    px = np.asarray(processor.image_processor(pic, return_tensors="np")["pixel_values"][0])
+    assert px[:, :, -4:].max() == pytest.approx(0.0, abs=1e-6) and px[:, :, :4].min() == pytest.approx(-1.0, abs=1e-6)
+
+
 def test_missing_model_is_named(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))

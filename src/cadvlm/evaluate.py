@@ -17,6 +17,10 @@ Baselines through the same protocol, in the same metrics file:
   of candidates (the most frequent training answers, ties broken by a hash), the one with the
   lowest median Chamfer distance on the validation split. A model must beat it to have learnt
   anything from the pictures.
+- nearest picture: the answer of the training sample whose picture is closest (grey levels at
+  RETRIEVAL_PX square, squared differences). No learning at all, only lookup: it shows how much
+  the pictures alone say and how close the training set comes to each test part, the yardstick a
+  model that reads pictures should approach.
 """
 
 from __future__ import annotations
@@ -43,7 +47,9 @@ from cadvlm.metrics import CHAMFER_POINTS, COMMAND_KEYS
 INVALID_REASONS = ("no_code", "parse_error", "build_error", "invalid_solid", "empty_solid", "timeout", "crash")
 # A truth that cannot be built is the dataset's fault: such samples are left out and counted.
 TRUTH_ERROR = "truth_error"
-METHODS = ("model", "oracle", "constant")
+METHODS = ("model", "oracle", "constant", "nearest")
+# Side of the grey thumbnails the nearest-picture baseline compares (a 2x2 sheet: 16 px a view).
+RETRIEVAL_PX = 32
 # Points per solid when choosing the constant answer. Choosing only ranks candidates whose
 # Chamfer distances are ~10-100 (x1000) apart, far above the sampling noise of 2,048 points
 # (~0.6), and it is ~5x cheaper than 8,192: 50 candidates x 50 validation models = 2,500 pairs.
@@ -423,6 +429,7 @@ class EvalConfig:
     max_new_tokens: int = 1024
     batch_size: int = 8
     baseline_candidates: int = 50
+    nearest_baseline: bool = True
     sheet_samples: int = 32
     cpu_threads: int = 0  # torch threads when generating on a CPU (0 = 1 for small models, else default)
     score: ScoreConfig = field(default_factory=ScoreConfig)
@@ -496,6 +503,24 @@ def generate_with_model(model_dir: Path, records: list, max_new_tokens: int, bat
     return answers
 
 
+def thumbnails(paths: list, px: int = RETRIEVAL_PX) -> np.ndarray:
+    """(n, px*px) float32 ink levels (0 white .. 1 black) of the pictures, for lookup."""
+    from PIL import Image
+
+    out = np.zeros((len(paths), px * px), np.float32)
+    for i, path in enumerate(paths):
+        with Image.open(path) as im:
+            out[i] = 1.0 - np.asarray(im.convert("L").resize((px, px), Image.BILINEAR), np.float32).ravel() / 255.0
+    return out
+
+
+def nearest_answers(train: list, queries: list, px: int = RETRIEVAL_PX) -> list[str]:
+    """The answer of the closest training picture for each query (records with .image/.answer)."""
+    base, q = thumbnails([r.image for r in train], px), thumbnails([r.image for r in queries], px)
+    d = (q * q).sum(1)[:, None] - 2.0 * q @ base.T + (base * base).sum(1)[None, :]
+    return [train[int(i)].answer for i in d.argmin(axis=1)]
+
+
 def oracle_answer(truth_path: Path, model_id: str, fmt: str = "openecad", bits: int = 8) -> str:
     """The ground truth as the model should have written it (empty when it cannot be written)."""
     from cadvlm.cad.deepcad_json import read_model
@@ -549,15 +574,21 @@ def run_stage(cfg: EvalConfig, generate: Callable[[list], list[str]] | None = No
                 constant = choose_constant(candidate_answers(pairs, cfg.baseline_candidates, fmt), val, cfg.score, pool,
                                            fmt, bits)
         t_const = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        nearest = (nearest_answers(load_split_records(train_path, cfg.rendered_dir), records)
+                   if cfg.nearest_baseline and train_path.is_file() else None)
+        t_nearest = time.perf_counter() - t0
 
         samples = []
-        for r, sid, truth, answer in zip(records, ids, truths, answers):
+        for k, (r, sid, truth, answer) in enumerate(zip(records, ids, truths, answers)):
             samples.append({"id": sid, "method": "model", "answer": answer, "truth": truth})
             samples.append({"id": sid, "method": "oracle", "answer": oracle_answer(Path(truth), sid, fmt, bits),
                             "truth": truth})
             if constant is not None:
                 samples.append({"id": sid, "method": "constant", "answer": constant["answer"], "truth": truth,
                                 "cache": True})
+            if nearest is not None:
+                samples.append({"id": sid, "method": "nearest", "answer": nearest[k], "truth": truth})
         for s in samples:
             s["format"], s["bits"] = fmt, bits
         t0 = time.perf_counter()
@@ -583,7 +614,7 @@ def run_stage(cfg: EvalConfig, generate: Callable[[list], list[str]] | None = No
             "train_id": constant["train_id"], "val_chamfer_median": _r(constant["val_chamfer_median"]),
             "n_candidates": constant["n_candidates"], "n_usable": constant["n_usable"], "n_val": constant["n_val"]}
     write_json(metrics, cfg.metrics_path)
-    timing = {"generate_s": t_gen, "constant_selection_s": t_const, "scoring_s": t_score, "sheet_s": t_sheet,
+    timing = {"generate_s": t_gen, "constant_selection_s": t_const, "nearest_s": t_nearest, "scoring_s": t_score, "sheet_s": t_sheet,
               "total_s": time.perf_counter() - t_start, "worker_restarts": restarts}
     for m in summary:
         print(format_summary(m, summary[m]))
@@ -705,6 +736,9 @@ def add_arguments_score(p) -> None:
     p.add_argument("--workers", type=int, default=2, help="worker processes (0 = all cores)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds allowed per sample (parse + build + score)")
     p.add_argument("--seed", type=int, default=0, help="point-sampling seed")
+    p.add_argument("--format", default="openecad", choices=["openecad", "compact"],
+                   help="language of the answers (compact: this project's quantised format)")
+    p.add_argument("--bits", type=int, default=8, help="compact only: the grid's bits")
 
 
 def pred_files(pred_dir: Path) -> dict[str, Path]:
@@ -763,7 +797,10 @@ def cmd_score(args) -> int:
             answer = ""  # unreadable prediction: no code
         samples.append({"id": i, "method": "model", "answer": answer, "truth": truth})
         if args.oracle:
-            samples.append({"id": i, "method": "oracle", "answer": oracle_answer(Path(truth), i), "truth": truth})
+            samples.append({"id": i, "method": "oracle", "answer": oracle_answer(Path(truth), i, args.format, args.bits),
+                            "truth": truth})
+    for s in samples:
+        s["format"], s["bits"] = args.format, args.bits
     rows = score_answers(samples, cfg)
     methods = ["model"] + (["oracle"] if args.oracle else [])
     summary = {m: summarise([r for r in rows if r["method"] == m]) for m in methods}

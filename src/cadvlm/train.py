@@ -95,7 +95,10 @@ def train(params: dict, data_dir: str | Path, image_root: str | Path, model_dir:
         resume = _prepare_checkpoints(checkpoint_dir, run_id, state.is_main_process)
     world = max(1, state.num_processes)
     steps_per_epoch = math.ceil(len(train_ds) / (pt["batch_size"] * pt["grad_accum"] * world))
-    eval_steps = max(1, math.ceil(steps_per_epoch / max(1, pt.get("evals_per_epoch", 1))))
+    evals_per_epoch = float(pt.get("evals_per_epoch", 1))
+    if evals_per_epoch <= 0:
+        raise ValueError(f"train.evals_per_epoch must be > 0, not {evals_per_epoch}")
+    eval_steps = max(1, math.ceil(steps_per_epoch / evals_per_epoch))  # 0.5 = every other epoch
     args = TrainingArguments(
         output_dir=str(checkpoint_dir),
         num_train_epochs=pt["epochs"],

@@ -13,6 +13,8 @@ level index 0..2**bits-1. Scale is lost; pictures carry none, and evaluation nor
 solids into the unit cube. Each sketch plane's origin is moved to the centre of its profile's
 bounding box, so plane coordinates are small and stay inside the grid.
 
+    size <x> <y> <z>                                     the part's extents (lengths, levels); first
+                                                           line, optional when parsing: a plan
     plane <ox> <oy> <oz> <nx> <ny> <nz> <xx> <xy> <xz>   origin (levels), normal and x axis
     loop                                                 a new loop of the current profile
     line <x> <y>                                         a curve, written by its END point only:
@@ -27,6 +29,13 @@ Direction components use a grid with 0 on it: 0..DIR_LEVELS-1 over [-1, 1] (the 
 so axis-aligned frames are exact; the parser re-orthonormalises them. A circle's radius is a
 length: level r means r * 2 / (2**bits - 1). Extents are levels over [-2, 2] (a depth can
 span the whole model, 1.5 after normalising).
+
+Why `size` comes first: measured on the embedded default (tiny model, 20 epochs), the model
+with this line reached a test Chamfer median of 12 against 37 without it. The three extents are
+what the pictures show most plainly and nothing else in the prompt predicts them, so they train
+the model to read the image; the sketch coordinates that follow can then be read off the text
+the model has just written. The parser checks the line's form and otherwise ignores it: the
+geometry is what the commands build.
 
 Parsing never executes anything: a line tokenizer. An unknown word, a wrong number of integers,
 an integer off the grid, statements out of order or a missing ``end`` (a truncated answer) is a
@@ -72,7 +81,7 @@ OPS = {"new": Operation.NEW_BODY, "join": Operation.JOIN, "cut": Operation.CUT, 
 TYPES = {"one": ExtentType.ONE_SIDE, "sym": ExtentType.SYMMETRIC, "two": ExtentType.TWO_SIDES}
 OP_WORD = {v: k for k, v in OPS.items()}
 TYPE_WORD = {v: k for k, v in TYPES.items()}
-ARITY = {"plane": 9, "loop": 0, "line": 2, "arc": 4, "circle": 3, "end": 0}
+ARITY = {"size": 3, "plane": 9, "loop": 0, "line": 2, "arc": 4, "circle": 3, "end": 0}
 
 
 def _check_bits(bits: int) -> int:
@@ -124,7 +133,8 @@ def write_compact(model: CADModel, bits: int = DEFAULT_BITS) -> str:
     if not model.extrudes:
         raise CADError("no_extrude", "the model has no extrude", model.model_id)
     m = normalize(_centred(model))
-    out = []
+    lo, hi = _global_box(m)
+    out = ["size " + _ints(*(min(top, int(round(e / 2.0 * top))) for e in hi - lo))]
 
     def lv(v, what):
         if abs(v) > 1.0 + 1e-9:
@@ -245,6 +255,7 @@ def parse_compact(text: str, model_id: str | None = None, bits: int = DEFAULT_BI
         plane = None  # Plane of the extrude being written, None between extrudes
         loops: list = []  # [(items, first line)]
         ended = None
+        sized = False
         for ln, raw in enumerate(lines, 1):
             words = raw.split()
             if not words:
@@ -271,7 +282,11 @@ def parse_compact(text: str, model_id: str | None = None, bits: int = DEFAULT_BI
             else:
                 raise CodeParseError(f"unknown word {head[:20]!r}", ln)
 
-            if head == "plane":
+            if head == "size":
+                if plane is not None or extrudes or sized:
+                    raise CodeParseError("size must be the first line", ln)
+                sized = True
+            elif head == "plane":
                 if plane is not None:
                     raise CodeParseError("plane before the previous extrude", ln)
                 if any(k >= DIR_LEVELS for k in nums[3:]):
