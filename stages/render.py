@@ -18,7 +18,9 @@ METRICS = Path("metrics/render.json")
 def main() -> None:
     p = dict(load_params().get("render", {}))
     workers = int(p.pop("workers", 2))
-    m = run_render(EXTRACTED, OUT_DIR, RenderJob.from_params(p), workers=workers, metrics_path=METRICS)
+    timeout_s = float(p.pop("timeout_s", 120))
+    m = run_render(EXTRACTED, OUT_DIR, RenderJob.from_params(p), workers=workers, metrics_path=METRICS,
+                   timeout_s=timeout_s)
     run = m["this_run"]
     print(f"render: {m['rendered']}/{m['models']} models have pictures, {m['failed']} failed "
           f"{m['failed_by_reason'] or ''}; this run rendered {run['rendered']}, reused {run['reused']}, "

@@ -2,8 +2,8 @@
 
 Checks the promises of the pipeline: a fresh `dvc repro` runs every stage, a second one runs
 none, a train-only parameter reruns only train and evaluate (0 models rendered), growing the
-train split renders only the new models, and `dvc exp run -S` / `dvc exp show` / `dvc metrics
-diff` work from a clean checkout.
+train split renders only the new models, and `dvc exp run -S` (also queued) / `dvc exp show` /
+`dvc metrics diff` work from a clean checkout.
 """
 
 from __future__ import annotations
@@ -110,6 +110,15 @@ def test_repro_reruns_exactly_what_changed(project):
     assert '"metrics/eval.json"' in text and '"metrics/train.json"' in text and '"lr": 0.001' in text
     diff = json.loads(_dvc(proj, env, "metrics", "diff", "--json", "HEAD"))
     assert any("train" in path for path in diff), diff
+
+    # Queued experiments: staged now, run later (here at once) in temporary copies of the workspace.
+    for lr in ("0.002", "0.003"):
+        _dvc(proj, env, "exp", "run", "--queue", "-S", f"train.lr={lr}")
+    _dvc(proj, env, "exp", "run", "--run-all")
+    status = _dvc(proj, env, "queue", "status")
+    assert status.count("Success") == 2, status
+    text = json.dumps(json.loads(_dvc(proj, env, "exp", "show", "--json")))
+    assert '"lr": 0.002' in text and '"lr": 0.003' in text
     _run(["git", "checkout", "--", "."], proj, env)
     _dvc(proj, env, "checkout", "--force")
 

@@ -229,3 +229,17 @@ def test_a_dying_worker_loses_only_its_model(tmp_path):
     assert sorted(by_id) == sorted(t[0] for t in tasks) and len(results) == len(tasks)
     assert by_id["boom"]["error"] == "worker_crashed" and by_id["boom"]["key"] == "kb"
     assert all("error" not in by_id[f"m{i}"] for i in range(6))
+
+
+def test_a_model_past_the_time_limit_is_counted_and_retried_with_a_longer_one(tmp_path, sources):
+    """Every model over a limit no render can meet: all counted as timeout, nothing written; a
+    rerun with the same limit does not try again, a longer limit renders them."""
+    ext = make_extracted(tmp_path, dict(list(sources.items())[:2]))
+    out = tmp_path / "rendered"
+    m = run_render(ext, out, RenderJob(settings=SMALL), workers=2, progress=False, timeout_s=0.001)
+    assert m["rendered"] == 0 and m["failed_by_reason"] == {"timeout": 2}
+    assert not list(out.rglob("*.png"))
+    again = run_render(ext, out, RenderJob(settings=SMALL), workers=2, progress=False, timeout_s=0.001)
+    assert again["this_run"]["reused"] == 2 and again["this_run"]["rendered"] == 0
+    longer = run_render(ext, out, RenderJob(settings=SMALL), workers=2, progress=False, timeout_s=120)
+    assert longer["rendered"] == 2 and longer["failed"] == 0

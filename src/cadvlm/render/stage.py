@@ -13,9 +13,11 @@ remembered the same way and not retried); models that left the subset, and any f
 index does not name (a changed layout, a temp file of a killed run), are deleted. The DVC
 output is `persist: true`, so earlier pictures are there to reuse.
 
-Models render in worker processes. A model that raises is counted by reason and skipped; a
-worker that dies (a crash inside OpenCascade) is replaced and the models it held are retried
-one at a time, so only the model that crashes is lost.
+Models render in worker processes (`cadvlm.sandbox.TimeLimitedPool`, as evaluation uses). A
+model that raises is counted by reason and skipped; a model that runs past the per-model time
+limit (a boolean or a tessellation that never ends) or kills its worker (a crash inside
+OpenCascade) costs only itself: the worker is replaced, the model is counted as `timeout` or
+`worker_crashed` and remembered under its key like any failure.
 """
 
 from __future__ import annotations
@@ -25,8 +27,6 @@ import json
 import os
 import time
 from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from cadvlm.render.pipeline import RenderJob
@@ -119,57 +119,36 @@ def _render_checked(model_id, key, data, job, out, timings) -> dict:
                 "message": f"{model_id}: {type(exc).__name__}: {exc}", "timings": timings}
 
 
-def _pool(workers: int, job: RenderJob, out: Path) -> ProcessPoolExecutor:
-    import multiprocessing as mp
-
-    # forkserver: workers fork from a clean process that imported the heavy libraries once
-    # (the parent may hold threads: forking those is unsafe).
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["cadvlm.render.pipeline", "cadvlm.render.views", "open3d",
-                                "cadvlm.geometry.solid", "cadvlm.geometry.mesh"])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                               initargs=(job, str(out), 1))
+def _in_worker(arg) -> dict:
+    """Worker entry: (fn, task, job, out); the job is installed once per worker process."""
+    fn, task, job, out = arg
+    if _W.get("job") != job or _W.get("out") != Path(out):
+        _init_worker(job, out, 1)
+    return fn(task)
 
 
-def _run_tasks(tasks, workers: int, job: RenderJob, out: Path, on_result, fn=None) -> None:
-    """Run fn (default _render_one) on tasks, calling on_result(result) as each finishes."""
+# Imported by each worker before it takes a model, so the time limit counts rendering only.
+WARMUP = ("open3d", "cadvlm.geometry.solid", "cadvlm.geometry.mesh", "cadvlm.render.views", "cadvlm.render.pipeline")
+
+
+def _run_tasks(tasks, workers: int, job: RenderJob, out: Path, on_result, fn=None, timeout_s: float = 120.0) -> None:
+    """Run fn (default _render_one) on tasks in time-limited workers, calling on_result(result)
+    as each finishes; a model over the limit or whose worker dies becomes a failure result."""
+    from cadvlm.sandbox import TimeLimitedPool
+
     fn = fn or _render_one
-    if workers <= 1:
-        _init_worker(job, str(out), 0)
-        for task in tasks:
-            on_result(fn(task))
-        return
-    pending = list(reversed(tasks))
-    suspects = []
-    window = 2 * workers
-    while pending:
-        pool = _pool(workers, job, out)
-        inflight = {}
-        try:
-            while pending or inflight:
-                while pending and len(inflight) < window:
-                    task = pending.pop()
-                    inflight[pool.submit(fn, task)] = task
-                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    result = fut.result()  # BrokenProcessPool if a worker died
-                    del inflight[fut]
-                    on_result(result)
-        except BrokenProcessPool:
-            suspects.extend(inflight.values())
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-    # Retry the models that were in flight when a worker died, one per fresh pool.
-    for task in suspects:
-        pool = _pool(1, job, out)
-        try:
-            on_result(pool.submit(fn, task).result())
-        except BrokenProcessPool:
-            # Remembered under its key: a crash that repeats is not retried on every run.
-            on_result({"id": task[0], "key": task[2], "error": "worker_crashed",
-                       "message": f"{task[0]}: the worker process died rendering it", "timings": {}})
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+    lost = {"timeout": "timeout", "crash": "worker_crashed"}
+    with TimeLimitedPool(workers, timeout_s, WARMUP) as pool:
+        for o in pool.run(_in_worker, [(fn, t, job, str(out)) for t in tasks]):
+            model_id, _, key = tasks[o.index]
+            if o.status == "ok":
+                on_result(o.value)
+            else:  # fn returns its own errors, so "error" here is a bug in the worker plumbing
+                res = {"id": model_id, "key": key, "error": lost.get(o.status, "worker_error"),
+                       "message": f"{model_id}: {o.error}", "timings": {}}
+                if o.status == "timeout":
+                    res["limit_s"] = timeout_s  # a later run with a longer limit tries it again
+                on_result(res)
 
 
 # ----------------------------------------------------------------------------- stage
@@ -219,8 +198,9 @@ def metadata(job: RenderJob) -> dict:
 
 
 def run_render(extracted, out, job: RenderJob, workers: int = 2, metrics_path=None,
-               progress: bool = True) -> dict:
-    """Render the subset in `extracted` into `out`; returns (and writes) the metrics."""
+               progress: bool = True, timeout_s: float = 120.0) -> dict:
+    """Render the subset in `extracted` into `out`; returns (and writes) the metrics.
+    `timeout_s` is the limit per model (build + tessellate + views + PNG)."""
     t_start = time.perf_counter()
     extracted, out = Path(extracted), Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -244,7 +224,9 @@ def run_render(extracted, out, job: RenderJob, workers: int = 2, metrics_path=No
             continue
         key = model_key(digest, data)
         prev = old.get(model_id)
-        if prev and prev.get("key") == key and ("error" in prev or all(f in existing for f in prev["files"])):
+        retry = prev and prev.get("error") == "timeout" and prev.get("limit_s", 0) < timeout_s
+        if prev and prev.get("key") == key and not retry and (
+                "error" in prev or all(f in existing for f in prev["files"])):
             state[model_id] = prev
             reused += 1
         else:
@@ -279,7 +261,7 @@ def run_render(extracted, out, job: RenderJob, workers: int = 2, metrics_path=No
     t_render = time.perf_counter()
     if tasks:
         nproc = workers if workers > 0 else (os.cpu_count() or 1)
-        _run_tasks(tasks, min(nproc, len(tasks)), job, out, on_result)
+        _run_tasks(tasks, min(nproc, len(tasks)), job, out, on_result, timeout_s=timeout_s)
     render_seconds = time.perf_counter() - t_render
     if bar is not None:
         bar.close()
