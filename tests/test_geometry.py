@@ -53,6 +53,27 @@ def test_every_real_sample_exports_a_step_that_reopens(deepcad_dir, tmp_path):
     assert stl.stat().st_size > 84 and not list(tmp_path.glob(".tmp-*"))
 
 
+def test_exports_are_in_millimetres(tmp_path):
+    """A 50 x 20 x 10 mm box (0.05 m in the model) is 50 mm in the STEP file, whose unit says
+    millimetre, and in the STL (unitless, read as mm); read_step gives metres back."""
+    import re
+
+    from OCP.BRepPrimAPI import BRepPrimAPI_MakeBox
+
+    shape = BRepPrimAPI_MakeBox(0.05, 0.02, 0.01).Shape()
+    text = export_step(shape, tmp_path / "box.step").read_text()
+    assert "SI_UNIT(.MILLI.,.METRE.)" in text
+    coords = [float(x) for line in text.splitlines() if "CARTESIAN_POINT" in line
+              for x in re.findall(r"-?\d+\.?\d*(?:E[-+]?\d+)?", line.split("(", 1)[1])]
+    assert max(coords) == pytest.approx(50.0)
+    assert volume(read_step(tmp_path / "box.step")) == pytest.approx(0.05 * 0.02 * 0.01, rel=1e-6)
+    data = export_stl(shape, tmp_path / "box.stl").read_bytes()
+    n = int(np.frombuffer(data[80:84], "<u4")[0])
+    tris = np.frombuffer(data[84:84 + 50 * n], np.dtype([("n", "<f4", 3), ("v", "<f4", (3, 3)), ("a", "<u2")]))
+    size = tris["v"].reshape(-1, 3).max(axis=0) - tris["v"].reshape(-1, 3).min(axis=0)
+    assert np.allclose(size, [50, 20, 10], atol=1e-3)
+
+
 def test_mesh_is_closed_and_points_lie_on_the_surface():
     # A 20 x 20 x 10 mm disc: every sampled point must be on its cylinder or its caps.
     plane = Plane([0, 0, 0], [1, 0, 0], [0, 0, 1])

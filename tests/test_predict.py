@@ -131,3 +131,24 @@ def test_picture_helpers(tmp_path):
     with pytest.raises(PictureError):
         load_picture(tmp_path)
     assert set(GRID_VIEWS) == {"front", "top", "right", "iso"}
+
+
+def test_compact_answers_are_sized_by_longest_mm(views, tmp_path):
+    """Compact code has no scale: the part is written with its longest side at --longest-mm."""
+    from cadvlm.codec.compact import write_compact
+    from cadvlm.geometry.mesh import read_step
+    from cadvlm.geometry.solid import bounding_box
+
+    params = tmp_path / "params.yaml"
+    params.write_text("convert:\n  format: compact\n  compact_bits: 8\n")
+    out = tmp_path / "c"
+
+    def fake(picture, prompt, max_new_tokens):
+        return wrap_answer(write_compact(PLATE))
+
+    argv = [f"--{v}={p}" for v, p in views.items()] + ["-o", str(out), "--size", "64", "--longest-mm", "40",
+                                                        "--params", str(params)]
+    assert cmd_predict(parse(argv), generate=fake) == 0
+    lo, hi = bounding_box(read_step(out / "part.step"))
+    assert np.allclose(np.sort(hi - lo), [0.005, 0.02, 0.04], atol=4e-4)  # 40 x 20 x 5 mm up to the 8-bit grid
+    assert (out / "part.py").read_text().startswith("size ")

@@ -9,7 +9,8 @@ Input, one of:
 
 Output folder (-o): input.png (exactly what the model saw), answer.txt (the raw generation),
 part.py (the code; the raw answer when it holds no code block), and when the code builds a valid
-solid: part.step, part.stl, part_views.png. The code is parsed safely (never executed) and built
+solid: part.step, part.stl, part_views.png (STEP and STL in millimetres; compact code carries no
+scale, so its part is sized to --longest-mm on its longest side). The code is parsed safely (never executed) and built
 in a worker process with a time limit. Exit status: 0 = part written, 1 = the code does not
 build (reason printed; answer and code are still written), 2 = bad input or no model.
 """
@@ -127,6 +128,11 @@ def build_outputs(task: dict) -> dict:
         fmt, bits = task.get("format", "openecad"), task.get("bits", 8)
         model = parse_code_as(answer_code(task["answer"], fmt), fmt, "prediction", bits)
         shape = build_solid(model)
+        if fmt == "compact":  # normalised units: give the part the asked-for size
+            from cadvlm.geometry.mesh import scaled
+
+            lo, hi = bounding_box(shape)
+            shape = scaled(shape, float(task.get("longest_mm", 100.0)) / 1000.0 / float(np.max(hi - lo)))
         export_step(shape, out / "part.step")
         export_stl(shape, out / "part.stl")
     except CADError as exc:
@@ -161,6 +167,8 @@ def add_arguments_predict(p) -> None:
     p.add_argument("--max-new-tokens", type=int, help="generation budget (default: params eval.max_new_tokens or 1024)")
     p.add_argument("--size", type=int, help="pixels per view when composing views (default: params render.size or 512)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds allowed to build the part (default 60)")
+    p.add_argument("--longest-mm", type=float, default=100.0,
+                   help="longest side of the part when the code has no scale (compact format; default 100)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when present)")
     p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file for the defaults")
 
@@ -252,7 +260,8 @@ def cmd_predict(args, generate=None) -> int:
 
     from cadvlm.sandbox import TimeLimitedPool
 
-    task = {"answer": answer, "out_dir": str(out), "size": size, "format": fmt, "bits": bits}
+    task = {"answer": answer, "out_dir": str(out), "size": size, "format": fmt, "bits": bits,
+            "longest_mm": args.longest_mm}
     with TimeLimitedPool(1, args.timeout, warmup=("cadvlm.predict", "cadvlm.evaluate", "cadvlm.geometry.solid",
                                                           "cadvlm.geometry.mesh")) as pool:
         outcome = next(iter(pool.run(build_outputs, [task])))
@@ -270,7 +279,8 @@ def cmd_predict(args, generate=None) -> int:
               f"{result['detail']} (answer in {out / 'answer.txt'}, code in {out / 'part.py'})", file=sys.stderr)
         return 1
     box = " x ".join(f"{v:.2f}" for v in result["box_mm"])
-    print(f"{out}: {result['extrudes']} extrude(s), volume {result['volume_mm3']:.1f} mm3, box {box} mm -> "
+    sized = " (compact code has no scale: longest side set by --longest-mm)" if fmt == "compact" else ""
+    print(f"{out}: {result['extrudes']} extrude(s), volume {result['volume_mm3']:.1f} mm3, box {box} mm{sized} -> "
           f"part.py, part.step, part.stl" + (", part_views.png" if "views_error" not in result else ""))
     if "views_error" in result:
         print(f"cadvlm predict: views not rendered: {result['views_error']}", file=sys.stderr)

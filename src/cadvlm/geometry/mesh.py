@@ -4,6 +4,11 @@ Tessellation uses OpenCascade's own mesher (it knows the exact surfaces, so circ
 the requested deflection); the triangles come out as numpy arrays that open3d, the renderer and
 the metrics take without copies. Exports write to a temporary file and rename, so a failed
 export never leaves half a file behind.
+
+Units: solids here are in metres, as DeepCAD's JSON is. OpenCascade's STEP writer takes shape
+coordinates as millimetres and labels the file so, and STL has no unit but is read as
+millimetres by CAD tools and slicers. So both exports write a copy scaled to millimetres, and
+`read_step` scales back: a 50 mm part opens as 50 mm, not 0.05 mm.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from OCP.BRep import BRep_Tool
+from OCP.BRepBuilderAPI import BRepBuilderAPI_Transform
 from OCP.BRepMesh import BRepMesh_IncrementalMesh
 from OCP.IFSelect import IFSelect_RetDone
 from OCP.STEPControl import STEPControl_AsIs, STEPControl_Reader, STEPControl_Writer
@@ -22,6 +28,7 @@ from OCP.TopAbs import TopAbs_FACE, TopAbs_REVERSED
 from OCP.TopExp import TopExp_Explorer
 from OCP.TopLoc import TopLoc_Location
 from OCP.TopoDS import TopoDS
+from OCP.gp import gp_Trsf
 
 from cadvlm.cad.model import CADError
 from cadvlm.geometry.solid import bounding_box
@@ -30,6 +37,14 @@ from cadvlm.geometry.solid import bounding_box
 # circle in a 512 px view and that sampled points sit within ~1e-4 of the exact surface.
 REL_DEFLECTION = 1e-3
 ANGULAR_DEFLECTION = 0.25
+MM_PER_M = 1000.0
+
+
+def scaled(shape, factor: float):
+    """A copy of the shape scaled about the origin (for unit changes on export and import)."""
+    trsf = gp_Trsf()
+    trsf.SetScaleFactor(float(factor))
+    return BRepBuilderAPI_Transform(shape, trsf, True).Shape()
 
 
 def mesh_shape(shape, rel_deflection: float = REL_DEFLECTION, angular: float = ANGULAR_DEFLECTION) -> None:
@@ -112,9 +127,11 @@ def _quiet_occt() -> None:
 def export_step(shape, path) -> Path:
     _quiet_occt()
 
+    in_mm = scaled(shape, MM_PER_M)
+
     def write(tmp):
         writer = STEPControl_Writer()
-        writer.Transfer(shape, STEPControl_AsIs)
+        writer.Transfer(in_mm, STEPControl_AsIs)
         if writer.Write(tmp) != IFSelect_RetDone:
             raise CADError("export_failed", f"STEP writer failed for {path}")
 
@@ -122,22 +139,23 @@ def export_step(shape, path) -> Path:
 
 
 def export_stl(shape, path, rel_deflection: float = REL_DEFLECTION) -> Path:
-    mesh_shape(shape, rel_deflection)
+    in_mm = scaled(shape, MM_PER_M)
+    mesh_shape(in_mm, rel_deflection)
 
     def write(tmp):
         writer = StlAPI_Writer()
         writer.ASCIIMode = False
-        if not writer.Write(shape, tmp):
+        if not writer.Write(in_mm, tmp):
             raise CADError("export_failed", f"STL writer failed for {path}")
 
     return _atomic(path, write)
 
 
 def read_step(path):
-    """Load a STEP file back as one shape (used to check exports reopen)."""
+    """Load a STEP file back as one shape, in metres (used to check exports reopen)."""
     _quiet_occt()
     reader = STEPControl_Reader()
     if reader.ReadFile(str(path)) != IFSelect_RetDone:
         raise CADError("unreadable_file", f"cannot read STEP file {path}")
     reader.TransferRoots()
-    return reader.OneShape()
+    return scaled(reader.OneShape(), 1.0 / MM_PER_M)
