@@ -564,19 +564,18 @@ def run_stage(cfg: EvalConfig, generate: Callable[[list], list[str]] | None = No
         constant = None
         train_path = cfg.converted_dir / "train.json"
         split_path = cfg.extracted_dir / "split.json"
-        if cfg.baseline_candidates > 0 and train_path.is_file() and split_path.is_file():
-            train = json.loads(train_path.read_text(encoding="utf-8"))
-            pairs = [(str(it.get("id")), it["conversations"][1]["value"]) for it in train
-                     if isinstance(it, dict) and len(it.get("conversations") or []) == 2]
+        # The training split, read once: the constant answer's candidates and the nearest-picture lookup.
+        train = load_split_records(train_path, cfg.rendered_dir) if train_path.is_file() else []
+        if cfg.baseline_candidates > 0 and train and split_path.is_file():
             val_ids = json.loads(split_path.read_text(encoding="utf-8")).get("validation", [])
             val = [(v, str(json_dir / f"{v}.json")) for v in val_ids if v in known]
             if val:
+                pairs = [(t.id, t.answer) for t in train]
                 constant = choose_constant(candidate_answers(pairs, cfg.baseline_candidates, fmt), val, cfg.score, pool,
                                            fmt, bits)
         t_const = time.perf_counter() - t0
         t0 = time.perf_counter()
-        nearest = (nearest_answers(load_split_records(train_path, cfg.rendered_dir), records)
-                   if cfg.nearest_baseline and train_path.is_file() else None)
+        nearest = nearest_answers(train, records) if cfg.nearest_baseline and train else None
         t_nearest = time.perf_counter() - t0
 
         samples = []

@@ -51,8 +51,15 @@ class PreparedSolid:
         self.scale = scale
 
     @cached_property
+    def box(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lo, hi) corners of the surface samples' box (normalised units)."""
+        return self.points.min(axis=0), self.points.max(axis=0)
+
+    @cached_property
     def shape(self):
         """The normalised B-rep (gp_Trsf: translation then uniform scale)."""
+        from cadvlm.geometry.solid import transformed
+
         return transformed(self.source, self.center, self.scale)
 
     @cached_property
@@ -73,21 +80,10 @@ def normalisation(shape) -> tuple[np.ndarray, float]:
     return (lo + hi) / 2.0, 1.0 / longest
 
 
-def transformed(shape, center: np.ndarray, scale: float):
-    """A copy of the shape moved by -center then scaled by `scale` about the origin (gp_Trsf)."""
-    from OCP.BRepBuilderAPI import BRepBuilderAPI_Transform
-    from OCP.gp import gp_Pnt, gp_Trsf, gp_Vec
-
-    move = gp_Trsf()
-    move.SetTranslation(gp_Vec(*(-np.asarray(center, dtype=np.float64))))
-    trsf = gp_Trsf()
-    trsf.SetScale(gp_Pnt(0.0, 0.0, 0.0), float(scale))
-    trsf.Multiply(move)  # scale o move: applied right to left
-    return BRepBuilderAPI_Transform(shape, trsf, True).Shape()
-
-
 def normalise(shape):
     """The shape centred and scaled so the longest side of its bounding box is 1."""
+    from cadvlm.geometry.solid import transformed
+
     center, scale = normalisation(shape)
     return transformed(shape, center, scale)
 
@@ -162,16 +158,14 @@ def iou(a: PreparedSolid, b: PreparedSolid) -> float:
 def _boxes_overlap(a: PreparedSolid, b: PreparedSolid, margin: float = 1e-3) -> bool:
     """Whether the boxes of the two solids' surface samples overlap by more than `margin` in
     every axis (unit-cube units): then an empty intersection is possible but not likely."""
-    lo = np.maximum(a.points.min(axis=0), b.points.min(axis=0))
-    hi = np.minimum(a.points.max(axis=0), b.points.max(axis=0))
+    lo, hi = np.maximum(a.box[0], b.box[0]), np.minimum(a.box[1], b.box[1])
     return bool(np.all(hi - lo > margin))
 
 
 def _union_box_volume(a: PreparedSolid, b: PreparedSolid, pad: float = 0.01) -> float:
     """Volume of the box around both solids' surface samples, padded on every side so that it
     holds the solids themselves (samples miss the extreme corners by a little)."""
-    lo = np.minimum(a.points.min(axis=0), b.points.min(axis=0)) - pad
-    hi = np.maximum(a.points.max(axis=0), b.points.max(axis=0)) + pad
+    lo, hi = np.minimum(a.box[0], b.box[0]) - pad, np.maximum(a.box[1], b.box[1]) + pad
     return float(np.prod(hi - lo))
 
 

@@ -121,7 +121,7 @@ def build_outputs(task: dict) -> dict:
     from cadvlm.codec.compact import parse_code_as
     from cadvlm.evaluate import answer_code, classify
     from cadvlm.geometry.mesh import export_step, export_stl, tessellate
-    from cadvlm.geometry.solid import bounding_box, build_solid, volume
+    from cadvlm.geometry.solid import bounding_box, build_solid, transformed, volume
 
     out = Path(task["out_dir"])
     try:
@@ -129,10 +129,9 @@ def build_outputs(task: dict) -> dict:
         model = parse_code_as(answer_code(task["answer"], fmt), fmt, "prediction", bits)
         shape = build_solid(model)
         if fmt == "compact":  # normalised units: give the part the asked-for size
-            from cadvlm.geometry.mesh import scaled
-
             lo, hi = bounding_box(shape)
-            shape = scaled(shape, float(task.get("longest_mm", 100.0)) / 1000.0 / float(np.max(hi - lo)))
+            longest_m = float(task.get("longest_mm", 100.0)) / 1000.0
+            shape = transformed(shape, scale=longest_m / float(np.max(hi - lo)))
         export_step(shape, out / "part.step")
         export_stl(shape, out / "part.stl")
     except CADError as exc:

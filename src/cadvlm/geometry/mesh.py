@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 from OCP.BRep import BRep_Tool
-from OCP.BRepBuilderAPI import BRepBuilderAPI_Transform
 from OCP.BRepMesh import BRepMesh_IncrementalMesh
 from OCP.IFSelect import IFSelect_RetDone
 from OCP.STEPControl import STEPControl_AsIs, STEPControl_Reader, STEPControl_Writer
@@ -28,23 +27,15 @@ from OCP.TopAbs import TopAbs_FACE, TopAbs_REVERSED
 from OCP.TopExp import TopExp_Explorer
 from OCP.TopLoc import TopLoc_Location
 from OCP.TopoDS import TopoDS
-from OCP.gp import gp_Trsf
 
 from cadvlm.cad.model import CADError
-from cadvlm.geometry.solid import bounding_box
+from cadvlm.geometry.solid import bounding_box, transformed
 
 # Chord deflection relative to the part's size: fine enough that a hole's outline reads as a
 # circle in a 512 px view and that sampled points sit within ~1e-4 of the exact surface.
 REL_DEFLECTION = 1e-3
 ANGULAR_DEFLECTION = 0.25
 MM_PER_M = 1000.0
-
-
-def scaled(shape, factor: float):
-    """A copy of the shape scaled about the origin (for unit changes on export and import)."""
-    trsf = gp_Trsf()
-    trsf.SetScaleFactor(float(factor))
-    return BRepBuilderAPI_Transform(shape, trsf, True).Shape()
 
 
 def mesh_shape(shape, rel_deflection: float = REL_DEFLECTION, angular: float = ANGULAR_DEFLECTION) -> None:
@@ -127,7 +118,7 @@ def _quiet_occt() -> None:
 def export_step(shape, path) -> Path:
     _quiet_occt()
 
-    in_mm = scaled(shape, MM_PER_M)
+    in_mm = transformed(shape, scale=MM_PER_M)
 
     def write(tmp):
         writer = STEPControl_Writer()
@@ -139,7 +130,7 @@ def export_step(shape, path) -> Path:
 
 
 def export_stl(shape, path, rel_deflection: float = REL_DEFLECTION) -> Path:
-    in_mm = scaled(shape, MM_PER_M)
+    in_mm = transformed(shape, scale=MM_PER_M)
     mesh_shape(in_mm, rel_deflection)
 
     def write(tmp):
@@ -158,4 +149,4 @@ def read_step(path):
     if reader.ReadFile(str(path)) != IFSelect_RetDone:
         raise CADError("unreadable_file", f"cannot read STEP file {path}")
     reader.TransferRoots()
-    return scaled(reader.OneShape(), 1.0 / MM_PER_M)
+    return transformed(reader.OneShape(), scale=1.0 / MM_PER_M)

@@ -177,6 +177,17 @@ def is_valid(shape) -> bool:
         return False
 
 
+def transformed(shape, center=(0.0, 0.0, 0.0), scale: float = 1.0):
+    """A copy of the shape moved by -center, then scaled by `scale` about the origin (gp_Trsf).
+    Normalising for the metrics, and unit changes on export (metres <-> millimetres)."""
+    move = gp_Trsf()
+    move.SetTranslation(gp_Vec(*(-np.asarray(center, dtype=np.float64))))
+    trsf = gp_Trsf()
+    trsf.SetScale(gp_Pnt(0.0, 0.0, 0.0), float(scale))
+    trsf.Multiply(move)  # scale o move: applied right to left
+    return BRepBuilderAPI_Transform(shape, trsf, True).Shape()
+
+
 def bounding_box(shape) -> tuple[np.ndarray, np.ndarray]:
     """Tight axis-aligned box (min, max) of the exact geometry."""
     from OCP.Bnd import Bnd_Box
