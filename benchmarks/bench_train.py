@@ -50,7 +50,10 @@ ARCHS = {
 
 def bench_tiny(args) -> None:
     from cadvlm.data.collator import VisionTextCollator
-    from cadvlm.data.conversations import ConversationDataset, load_conversations, write_fake_dataset
+    from cadvlm.data.conversations import ConversationDataset, load_conversations
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from fake_data import write_fake_dataset  # test scaffolding lives with the tests
     from cadvlm.model.load import load_base
     from cadvlm.model.tiny import build_tiny_base
 

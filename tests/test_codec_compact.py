@@ -10,8 +10,9 @@ import pytest
 
 from cadvlm.cad.model import CADError
 from cadvlm.cad.synthetic import generate_model, model_json_text
-from cadvlm.codec.compact import parse_code_as, parse_compact, read_format, write_code_as, write_compact
-from cadvlm.codec.openecad_parser import CodeParseError, parse_answer, wrap_answer
+from cadvlm.codec.answer import CodeParseError, wrap_answer
+from cadvlm.codec.compact import parse_compact, write_compact
+from cadvlm.codec.format import CodeFormat, read_converted_format
 from cadvlm.data.convert import ConvertConfig, convert, count_tokens
 from convert_fixture import make_dataset
 
@@ -56,7 +57,7 @@ def test_round_trip_keeps_the_shape(index):
     """JSON model -> compact -> parse: same commands, same proportions up to the grid."""
     model = generate_model(index)
     code = write_compact(model)
-    assert code.endswith("end\n") and count_tokens(code) < count_tokens(write_code_as(model))
+    assert code.endswith("end\n") and count_tokens(code) < count_tokens(CodeFormat().write(model))
     back = parse_compact(code)
     assert len(back.extrudes) == len(model.extrudes)
     assert [e.operation for e in back.extrudes] == [e.operation for e in model.extrudes]
@@ -144,9 +145,13 @@ def test_fuzzed_text_raises_only_cad_errors():
 
 def test_answers_and_switch():
     code = write_compact(generate_model(2))
-    assert parse_answer(wrap_answer(code), "x", "compact").n_curves() == parse_code_as(code, "compact").n_curves()
+    compact = CodeFormat("compact")
+    assert compact.parse_answer(wrap_answer(code), "x").n_curves() == compact.parse(code).n_curves()
+    assert compact.parse_answer(code, "x").n_curves() == compact.parse(code).n_curves()  # bare code
     with pytest.raises(ValueError):
-        write_code_as(generate_model(2), "python")
+        CodeFormat("python")
+    with pytest.raises(ValueError):
+        CodeFormat("compact", 3)
 
 
 def test_convert_in_compact_writes_parseable_answers(tmp_path):
@@ -155,12 +160,12 @@ def test_convert_in_compact_writes_parseable_answers(tmp_path):
     out = tmp_path / "converted"
     m = convert(extracted, rendered, out, ConvertConfig(workers=1, format="compact"))
     assert m["skipped"] == {} and m["code_format"] == "compact"
-    assert read_format(out) == ("compact", 8)
+    assert read_converted_format(out) == CodeFormat("compact", 8)
     for name in ("train", "val", "test"):
         for item in json.loads((out / f"{name}.json").read_text()):
             answer = item["conversations"][1]["value"]
             assert answer.rstrip("`\n").endswith("end")
-            parse_answer(answer, item["id"], "compact")
+            CodeFormat("compact").parse_answer(answer, item["id"])
     assert m["answer_tokens"]["max"] < 400
     with pytest.raises(ValueError):
         ConvertConfig(format="compact", compact_bits=3)
@@ -168,15 +173,20 @@ def test_convert_in_compact_writes_parseable_answers(tmp_path):
         ConvertConfig.from_params({"convert": {"format": "python"}})
 
 
-def test_evaluate_reads_the_format_and_the_oracle_is_valid(tmp_path):
-    from cadvlm.evaluate import EvalConfig, ScoreConfig, run_stage
+def test_evaluate_reads_the_format_from_the_model_folder_and_the_oracle_is_valid(tmp_path):
+    from cadvlm.eval.stage import EvalConfig, ScoreConfig, run_stage
+    from cadvlm.model.manifest import ModelManifest
 
     sources = {f"m{i}": model_json_text(i, seed=0) for i in range(5)}
     extracted, rendered = make_dataset(tmp_path, sources, splits={"train": ["m0", "m1"], "validation": ["m2"],
                                                                    "test": ["m3", "m4"]})
     converted = tmp_path / "converted"
     convert(extracted, rendered, converted, ConvertConfig(workers=1, format="compact"))
-    cfg = EvalConfig(converted_dir=converted, rendered_dir=rendered, extracted_dir=extracted,
+    # the chain convert_info -> manifest -> evaluate carries the language
+    manifest = ModelManifest.from_training_data("full", None, converted, rendered)
+    assert manifest.code == CodeFormat("compact", 8)
+    manifest.write(tmp_path / "models")
+    cfg = EvalConfig(converted_dir=converted, rendered_dir=rendered, extracted_dir=extracted, model_dir=tmp_path / "models",
                      out_dir=tmp_path / "eval", metrics_path=tmp_path / "eval.json", baseline_candidates=2,
                      sheet_samples=0, score=ScoreConfig(workers=1, timeout_s=60, progress=False))
     out = run_stage(cfg, generate=lambda recs: [r.answer for r in recs])

@@ -6,14 +6,9 @@ import numpy as np
 import pytest
 
 from cadvlm.cad.model import CADError, CADModel
-from cadvlm.codec.openecad_parser import (
-    MAX_LINES,
-    CodeParseError,
-    extract_code,
-    parse_answer,
-    parse_code,
-    wrap_answer,
-)
+from cadvlm.codec.answer import CodeParseError, extract_code, wrap_answer
+from cadvlm.codec.format import CodeFormat
+from cadvlm.codec.openecad_parser import MAX_LINES, parse_code
 from cadvlm.codec.openecad_writer import write_code
 from conftest import SHARED
 
@@ -189,7 +184,7 @@ def test_answers():
     answer = wrap_answer(SQUARE)
     assert answer.startswith("Of course, here are the codes:\n```python\nSketchPlane0") and answer.endswith(")\n```")
     assert extract_code(answer) == SQUARE
-    assert parse_answer(answer) == parse_code(SQUARE)
+    assert CodeFormat().parse_answer(answer) == parse_code(SQUARE)
     for bad in ("no code here", "```python\n" + SQUARE):
         with pytest.raises(CodeParseError):
             extract_code(bad)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cadvlm.codec.openecad_parser import parse_answer
+from cadvlm.codec.format import CodeFormat
 from cadvlm.data.convert import (
     DEFAULT_PROMPTS,
     ConvertConfig,
@@ -44,15 +44,18 @@ def test_convert_writes_valid_conversations(tmp_path, sources, layout):
     assert json.loads((tmp_path / "convert.json").read_text()) == m
     train = json.loads((out / "train.json").read_text())
     s = train[0]
-    assert set(s) == {"id", "image", "conversations"} and (rendered / s["image"]).is_file()
+    assert set(s) == {"id", "model_id", "view", "image", "conversations"} and (rendered / s["image"]).is_file()
+    assert all(x["model_id"] in sources for x in train)  # every sample names the model it shows
     human, gpt = s["conversations"]
     assert human["from"] == "human" and human["value"].startswith("<image>\n") and "{views}" not in human["value"]
     assert gpt["from"] == "gpt" and gpt["value"].startswith("Of course, here are the codes:\n```python\nSketchPlane0")
     assert gpt["value"].endswith("\n```")
-    parse_answer(gpt["value"])
+    CodeFormat().parse_answer(gpt["value"])
     if layout == "separate":
-        assert s["id"].endswith("_front") and "the front view" in human["value"]
+        assert s["id"].endswith("_front") and "the front view" in human["value"] and s["view"] == "front"
+        assert s["id"] == s["model_id"] + "_front"
     else:
+        assert s["view"] == "grid" and s["id"] == s["model_id"]
         assert "four views (front, top, right and iso)" in human["value"]
     report = validate_folder(out)
     assert all(r["ok"] == r["samples"] and not r["problems"] for r in report["files"].values())

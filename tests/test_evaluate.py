@@ -9,19 +9,13 @@ import pytest
 
 from cadvlm.cad.deepcad_json import model_to_json
 from cadvlm.cad.model import CADError, CADModel, ExtentType, Extrude, Operation, Profile
-from cadvlm.codec.openecad_parser import wrap_answer
+from cadvlm.codec.answer import answer_code, wrap_answer
+from cadvlm.codec.format import CodeFormat
 from cadvlm.codec.openecad_writer import write_code
-from cadvlm.evaluate import (
-    INVALID_REASONS,
-    TRUTH_ERROR,
-    ScoreConfig,
-    answer_code,
-    candidate_answers,
-    pick_for_sheet,
-    score_answers,
-    score_task,
-    summarise,
-)
+from cadvlm.eval.baselines import candidate_answers
+from cadvlm.eval.report import pick_for_sheet, summarise
+from cadvlm.eval.scoring import TRUTH_ERROR, ScoreConfig, score_answers, score_task
+from cadvlm.rebuild import INVALID_REASONS
 from test_metrics import XY, box, rect
 
 HEAD = ("SketchPlane0 = add_sketchplane(\n\torigin= [0., 0., 0.], normal= [0., 0., 1.], x_axis= [1., 0., 0.])\n"
@@ -123,9 +117,9 @@ def test_summary_counts_every_sample_and_every_reason():
 def test_candidates_are_the_most_frequent_distinct_codes():
     a, b, c = (wrap_answer(write_code(CADModel([box(0, 0, w, 0.01, 0.01)]))) for w in (0.01, 0.02, 0.03))
     pairs = [("t1", a), ("t2", b), ("t3", b), ("t4", "no code here"), ("t5", c), ("t6", b)]
-    got = candidate_answers(pairs, 2)
+    got = candidate_answers(pairs, 2, CodeFormat())
     assert got[0] == ("t2", b) and len(got) == 2 and got[1][1] in (a, c)
-    assert candidate_answers(pairs, 2) == got  # deterministic
+    assert candidate_answers(pairs, 2, CodeFormat()) == got  # deterministic
 
 
 def test_sheet_shows_the_best_and_the_worst():
@@ -140,17 +134,19 @@ def test_scoring_in_workers_survives_timeouts(truth_path):
     """A per-sample limit too short for any build: every sample is a timeout, nothing hangs."""
     answer = wrap_answer(write_code(TRUTH))
     rows = score_answers([task(answer, truth_path), task("garbage", truth_path)],
-                         ScoreConfig(workers=1, timeout_s=0.002, progress=False))
+                         ScoreConfig(workers=1, timeout_s=0.002, progress=False), CodeFormat())
     assert [r["status"] for r in rows] == ["timeout", "timeout"]
     rows = score_answers([task(answer, truth_path), task("garbage", truth_path)],
-                         ScoreConfig(workers=2, timeout_s=60, progress=False))
+                         ScoreConfig(workers=2, timeout_s=60, progress=False), CodeFormat())
     assert [r["status"] for r in rows] == ["ok", "no_code"]
 
 
-def test_cadvlm_score_on_openecad_outputs(deepcad_dir, tmp_path):
-    """OpenECAD's own code for the real samples scores like the oracle on the buildable ones."""
+def test_cadvlm_score_on_openecad_outputs(deepcad_dir, tmp_path, monkeypatch):
+    """OpenECAD's own code for the real samples scores like the oracle on the buildable ones
+    (no model folder here: the default language is OpenECAD v2)."""
     from cadvlm.cli import main
 
+    monkeypatch.chdir(tmp_path)
     pred = tmp_path / "pred"
     pred.mkdir()
     ids = ["00000007", "00003877", "00005081", "00000175"]  # 00000175 has no buildable truth
@@ -169,9 +165,10 @@ def test_cadvlm_score_on_openecad_outputs(deepcad_dir, tmp_path):
     assert (tmp_path / "s.csv").read_text().count("\n") == 5  # header + 4 samples
 
 
-def test_cadvlm_score_reads_compact_answers(deepcad_dir, tmp_path):
+def test_cadvlm_score_reads_compact_answers(deepcad_dir, tmp_path, monkeypatch):
     """--format compact: the truth written as compact code scores at the 8-bit floor; a
-    garbled answer is invalid with its reason."""
+    garbled answer is invalid with its reason. Without --format, a compact model folder in the
+    working directory makes compact the default."""
     from cadvlm.cad.deepcad_json import read_model
     from cadvlm.cli import main
     from cadvlm.codec.compact import write_compact
@@ -189,6 +186,18 @@ def test_cadvlm_score_reads_compact_answers(deepcad_dir, tmp_path):
     assert m["iou_mean"] > 0.9 and m["chamfer_median"] < 1.0
     assert m["baselines"]["oracle"]["invalid_ratio"] == 0.0
 
+    from cadvlm.model.manifest import ModelManifest
+
+    monkeypatch.chdir(tmp_path)
+    ModelManifest("full", None, code=CodeFormat("compact")).write("models")
+    assert main(["score", "--pred", str(pred), "--truth", str(deepcad_dir / "json"), "--json", str(out),
+                 "--workers", "1"]) == 0
+    assert json.loads(out.read_text())["n_valid"] == 1
+    assert main(["score", "--pred", str(pred), "--truth", str(deepcad_dir / "json"), "--json", str(out),
+                 "--workers", "1", "--format", "openecad"]) == 0
+    reasons = json.loads(out.read_text())["invalid_by_reason"]  # compact text read as OpenECAD
+    assert reasons["parse_error"] == 1 and reasons["no_code"] == 1
+
 
 def test_cadvlm_score_refuses_bad_folders(tmp_path, capsys):
     from cadvlm.cli import main
@@ -203,7 +212,7 @@ def test_flat_predictions_find_nested_truths(deepcad_dir, tmp_path):
     """OpenECAD outputs named <id>.py against DeepCAD's cad_json/<folder>/<id>.json layout."""
     import shutil
 
-    from cadvlm.evaluate import match_truths
+    from cadvlm.eval.command import match_truths
 
     (tmp_path / "cad_json" / "0000").mkdir(parents=True)
     for i in ("00000007", "00003877"):

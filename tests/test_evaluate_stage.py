@@ -15,15 +15,17 @@ from PIL import Image
 
 from cadvlm.cad.deepcad_json import read_model
 from cadvlm.cad.synthetic import model_id, model_json_text
-from cadvlm.codec.openecad_parser import wrap_answer
+from cadvlm.codec.answer import wrap_answer
 from cadvlm.codec.openecad_writer import write_code
-from cadvlm.evaluate import INVALID_REASONS, EvalConfig, ScoreConfig, run_stage
+from cadvlm.eval.stage import EvalConfig, ScoreConfig, run_stage
+from cadvlm.model.manifest import ModelManifest
+from cadvlm.rebuild import INVALID_REASONS
 
 N_TRAIN, N_VAL, N_TEST = 4, 2, 5
 
 
 def _item(mid: str, answer: str) -> dict:
-    return {"id": mid, "image": f"images/{mid}.png", "conversations": [
+    return {"id": mid, "model_id": mid, "view": "grid", "image": f"images/{mid}.png", "conversations": [
         {"from": "human", "value": "<image>\nWrite the CAD code of this part."},
         {"from": "gpt", "value": answer}]}
 
@@ -45,6 +47,7 @@ def make_project(root: Path) -> Path:
     for name, key in (("train", "train"), ("val", "validation"), ("test", "test")):
         items = [_item(m, answers[m]) for m in split[key]]
         (root / "converted" / f"{name}.json").write_text(json.dumps(items))
+    ModelManifest("full", None).write(root / "models")  # an OpenECAD v2 model
     return root
 
 
@@ -71,7 +74,7 @@ def fake_generate(records):
 
 
 def test_stage_writes_metrics_table_and_sheet(project, tmp_path):
-    cfg = EvalConfig(converted_dir=project / "converted", rendered_dir=project / "rendered",
+    cfg = EvalConfig(converted_dir=project / "converted", rendered_dir=project / "rendered", model_dir=project / "models",
                      extracted_dir=project / "extracted", out_dir=tmp_path / "eval",
                      metrics_path=tmp_path / "metrics" / "eval.json", baseline_candidates=3, sheet_samples=4,
                      score=ScoreConfig(workers=2, timeout_s=60, progress=False))
@@ -93,8 +96,11 @@ def test_stage_writes_metrics_table_and_sheet(project, tmp_path):
     assert const["n"] == N_TEST and const["invalid_ratio"] == 0.0
     assert const["chosen"]["n_candidates"] == 3 and const["chosen"]["n_val"] == N_VAL
     assert const["chosen"]["train_id"] in json.loads((project / "extracted" / "split.json").read_text())["train"]
-    # the model got one sample right: its best sample beats the floor of a wrong answer
-    assert m["chamfer_median"] >= oracle["chamfer_median"]
+    # the right answer scores like the truth itself; valid code of the wrong part scores far worse
+    model_rows = [r for r in out["rows"] if r["method"] == "model"]
+    right, wrong = model_rows[0], model_rows[4]
+    assert right["status"] == "ok" and right["iou"] > 0.999 and right["chamfer"] < 1.0
+    assert wrong["status"] == "ok" and wrong["chamfer"] > 5 * right["chamfer"] and wrong["iou"] < 0.9
 
     with open(cfg.out_dir / "samples.csv") as f:
         rows = list(csv.DictReader(f))
@@ -117,7 +123,7 @@ def test_stage_writes_metrics_table_and_sheet(project, tmp_path):
 
 
 def test_stage_refuses_a_generator_that_loses_samples(project, tmp_path):
-    cfg = EvalConfig(converted_dir=project / "converted", rendered_dir=project / "rendered",
+    cfg = EvalConfig(converted_dir=project / "converted", rendered_dir=project / "rendered", model_dir=project / "models",
                      extracted_dir=project / "extracted", out_dir=tmp_path / "eval",
                      metrics_path=tmp_path / "eval.json", score=ScoreConfig(progress=False))
     with pytest.raises(ValueError, match="answers for"):
@@ -128,7 +134,7 @@ def test_nearest_picture_answers_by_lookup(tmp_path):
     """Each query gets the answer of the training picture it resembles, not of the others."""
     from types import SimpleNamespace
 
-    from cadvlm.evaluate import nearest_answers
+    from cadvlm.eval.baselines import nearest_answers
 
     def picture(name, box):
         im = Image.new("RGB", (256, 256), "white")

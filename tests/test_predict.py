@@ -15,13 +15,26 @@ import pytest
 from PIL import Image
 
 from cadvlm.cad.model import CADModel
-from cadvlm.codec.openecad_parser import wrap_answer
+from cadvlm.codec.answer import wrap_answer
+from cadvlm.codec.format import CodeFormat
 from cadvlm.codec.openecad_writer import write_code
+from cadvlm.model.manifest import ModelManifest
 from cadvlm.predict import GRID_VIEWS, PictureError, add_arguments_predict, cmd_predict, compose_views, load_picture
 from test_metrics import box
 
 PLATE = CADModel([box(0, 0, 0.04, 0.02, 0.005)])
 ANSWER = wrap_answer(write_code(PLATE))
+
+
+@pytest.fixture(autouse=True)
+def model_dir(tmp_path, monkeypatch):
+    """A model folder holding only its manifest (the fake model stands in for the weights), in an
+    otherwise empty working directory: predict needs nothing else."""
+    monkeypatch.chdir(tmp_path)
+    d = tmp_path / "models"
+    d.mkdir()
+    ModelManifest("full", None).write(d)  # OpenECAD v2, grid of four views, 512 px
+    return d
 
 
 def parse(argv):
@@ -36,7 +49,7 @@ def run(argv, answer=ANSWER, seen=None):
             seen.update(picture=picture, prompt=prompt, max_new_tokens=max_new_tokens)
         return answer
 
-    return cmd_predict(parse(argv + ["--params", "/nonexistent/params.yaml"]), generate=fake)
+    return cmd_predict(parse(argv), generate=fake)
 
 
 @pytest.fixture
@@ -114,8 +127,10 @@ def test_bad_pictures_and_inputs_exit_2(views, tmp_path, capsys):
 
 
 def test_no_trained_model_is_a_clear_error(views, tmp_path, capsys):
-    args = parse([str(views["front"]), "--model", str(tmp_path / "nomodel"), "-o", str(tmp_path / "o"),
-                  "--params", "/nonexistent"])
+    args = parse([str(views["front"]), "--model", str(tmp_path / "nomodel"), "-o", str(tmp_path / "o")])
+    assert cmd_predict(args) == 2
+    assert "no cadvlm_model.json" in capsys.readouterr().err
+    args = parse([str(views["front"]), "-o", str(tmp_path / "o")])  # a manifest, but no weights
     assert cmd_predict(args) == 2
     assert "cannot load the model" in capsys.readouterr().err
 
@@ -139,15 +154,16 @@ def test_compact_answers_are_sized_by_longest_mm(views, tmp_path):
     from cadvlm.geometry.mesh import read_step
     from cadvlm.geometry.solid import bounding_box
 
-    params = tmp_path / "params.yaml"
-    params.write_text("convert:\n  format: compact\n  compact_bits: 8\n")
+    model = tmp_path / "compact_model"
+    model.mkdir()
+    ModelManifest("full", None, code=CodeFormat("compact")).write(model)  # the folder says the language
     out = tmp_path / "c"
 
     def fake(picture, prompt, max_new_tokens):
         return wrap_answer(write_compact(PLATE))
 
     argv = [f"--{v}={p}" for v, p in views.items()] + ["-o", str(out), "--size", "64", "--longest-mm", "40",
-                                                        "--params", str(params)]
+                                                        "--model", str(model)]
     assert cmd_predict(parse(argv), generate=fake) == 0
     lo, hi = bounding_box(read_step(out / "part.step"))
     assert np.allclose(np.sort(hi - lo), [0.005, 0.02, 0.04], atol=4e-4)  # 40 x 20 x 5 mm up to the 8-bit grid

@@ -22,14 +22,14 @@ TINY = {"vocab_size": 300, "image_size": 32, "patch_size": 16, "vision_hidden_si
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
     pytest.importorskip("torch")
-    from cadvlm.model.load import write_manifest
+    from cadvlm.model.manifest import ModelManifest
     from cadvlm.model.tiny import build_tiny_base
 
     d = tmp_path_factory.mktemp("models")
     texts = ["SketchPlane0 = add_sketchplane(origin= [0., 0., 0.], normal= [0., 0., 1.], x_axis= [1., 0., 0.])",
              "Write OpenECAD-style CAD code that produces the solid drawn in four views."] * 20
     build_tiny_base(d, texts, TINY, seed=0)
-    write_manifest(d, "full", None)
+    ModelManifest("full", None).write(d)  # OpenECAD v2, grid of four views
     return d
 
 
@@ -40,14 +40,14 @@ def test_predict_with_a_real_model_folder(tiny_model_dir, tmp_path):
     Image.new("L", (256, 256), 255).save(pic)
     out = tmp_path / "pred"
     code = main(["predict", str(pic), "--model", str(tiny_model_dir), "-o", str(out), "--max-new-tokens", "12",
-                 "--device", "cpu", "--params", str(tmp_path / "none.yaml")])
+                 "--device", "cpu"])
     assert code == 1  # noise does not build; the answer is kept
     assert (out / "answer.txt").is_file() and (out / "part.py").is_file() and (out / "input.png").is_file()
     assert not (out / "part.step").exists()
 
 
 def test_stage_generates_with_the_trained_model(tiny_model_dir, tmp_path):
-    from cadvlm.evaluate import EvalConfig, ScoreConfig, run_stage
+    from cadvlm.eval.stage import EvalConfig, ScoreConfig, run_stage
     from test_evaluate_stage import N_TEST, make_project
 
     root = make_project(tmp_path / "proj")

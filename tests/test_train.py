@@ -15,9 +15,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from cadvlm.data.conversations import write_fake_dataset
 from cadvlm.model.generate import generate_code
 from cadvlm.model.load import load_trained
+from fake_data import write_fake_dataset
 from cadvlm.train import last_complete_checkpoint, train
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,10 +14,10 @@ from cadvlm.data.conversations import (
     ConversationDataset,
     ConversationError,
     load_conversations,
-    write_fake_dataset,
 )
 from cadvlm.model.load import load_base
 from cadvlm.model.tiny import build_tiny_base
+from fake_data import write_fake_dataset
 
 DEEPCAD = Path(__file__).resolve().parents[2] / "shared" / "deepcad"
 TINY = {"vocab_size": 400, "image_size": 32, "patch_size": 16, "vision_hidden_size": 16, "vision_layers": 1,

@@ -15,11 +15,11 @@ COMMANDS = {
     "build": ("cadvlm.geometry.commands", "cmd_build", "build the solid of a DeepCAD JSON model; write STEP/STL"),
     "render": ("cadvlm.render.commands", "cmd_render", "render orthographic views of a model to PNG"),
     "contact-sheet": ("cadvlm.render.commands", "cmd_contact_sheet", "one PNG with the views of many models"),
-    "code": ("cadvlm.codec.commands", "cmd_code", "print a model's OpenECAD v2 code"),
-    "parse": ("cadvlm.codec.commands", "cmd_parse", "parse OpenECAD v2 code (safely) to DeepCAD JSON"),
+    "code": ("cadvlm.codec.commands", "cmd_code", "print a model's CAD code (OpenECAD v2 or compact)"),
+    "parse": ("cadvlm.codec.commands", "cmd_parse", "parse CAD code (safely, never executed) to DeepCAD JSON"),
     "validate-data": ("cadvlm.data.commands", "cmd_validate_data", "check a conversation dataset folder"),
     "predict": ("cadvlm.predict", "cmd_predict", "pictures -> CAD code -> STEP/STL with a trained model"),
-    "score": ("cadvlm.evaluate", "cmd_score", "score a folder of generated code against ground truth"),
+    "score": ("cadvlm.eval.command", "cmd_score", "score a folder of generated code against ground truth"),
 }
 
 

@@ -5,7 +5,11 @@ Input, one of:
   trained on), or with --view NAME a single view (models trained with `render.layout: separate`);
 - --front / --top / --right [/ --iso] pictures, composed into the render stage's grid (a view
   left out stays a white cell: the model was trained on all four, so expect worse answers);
-- --json MODEL.json: a DeepCAD model rendered first with the render params in params.yaml.
+- --json MODEL.json: a DeepCAD model, rendered first exactly as the model's training pictures were.
+
+Everything about the model's conventions (code language, picture layout and size, prompt, render
+settings) comes from the model folder's manifest (`cadvlm.model.manifest`), never from
+params.yaml: a copied `models/` folder works alone.
 
 Output folder (-o): input.png (exactly what the model saw), answer.txt (the raw generation),
 part.py (the code; the raw answer when it holds no code block), and when the code builds a valid
@@ -23,9 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from cadvlm.cad.model import CADError
-
-GRID_VIEWS = ("front", "top", "right", "iso")
-FALLBACK_PROMPT = "Write OpenECAD-style CAD code that produces the solid drawn in {views}."
+from cadvlm.model.manifest import GRID_VIEWS
 
 
 class PictureError(ValueError):
@@ -82,11 +84,11 @@ def compose_views(pictures: dict, size: int) -> np.ndarray:
     return compose_grid({name: fit_square(im, size) for name, im in pictures.items()})
 
 
-def render_json(path: Path, params: dict):
-    """(picture uint8, description of what it shows) of a DeepCAD JSON with the render params."""
-    from cadvlm.render.pipeline import RenderJob, pictures_of_json
+def render_json(path: Path, manifest):
+    """(picture uint8, view name or None for a grid) of a DeepCAD JSON, drawn as in training."""
+    from cadvlm.render.pipeline import pictures_of_json
 
-    job = RenderJob.from_params(params.get("render", {})) if params.get("render") else RenderJob()
+    job = manifest.render_job()
     pictures, _ = pictures_of_json(str(path), Path(path).stem, job)
     if job.layout == "grid":
         return next(iter(pictures.values())), None
@@ -94,60 +96,34 @@ def render_json(path: Path, params: dict):
     return pictures[first], job.views[0]
 
 
-def describe_views(view: str | None, views=GRID_VIEWS) -> str:
-    """The prompt's {views} text, worded as the convert stage words it."""
-    try:
-        from cadvlm.data.convert import RenderInfo
-
-        return RenderInfo("grid" if view is None else "separate", tuple(views), None).describe(view)
-    except ImportError:
-        return f"the {view} view" if view else "four views (front, top, right and iso)"
-
-
-def default_prompt(params: dict, view: str | None) -> str:
-    """The first training prompt template (params.yaml convert.prompts, else the convert default)."""
-    prompts = (params.get("convert") or {}).get("prompts")
-    if not prompts:
-        try:
-            from cadvlm.data.convert import DEFAULT_PROMPTS as prompts
-        except ImportError:
-            prompts = (FALLBACK_PROMPT,)
-    views = tuple((params.get("render") or {}).get("views") or GRID_VIEWS)
-    return prompts[0].replace("{views}", describe_views(view, views))
-
-
 def build_outputs(task: dict) -> dict:
     """Parse, build and export one answer (runs in a worker). {'ok', 'reason', 'detail', ...}."""
-    from cadvlm.codec.compact import parse_code_as
-    from cadvlm.evaluate import answer_code, classify
-    from cadvlm.geometry.mesh import export_step, export_stl, tessellate
-    from cadvlm.geometry.solid import bounding_box, build_solid, transformed, volume
+    from cadvlm.geometry.mesh import export_step, export_stl
+    from cadvlm.geometry.solid import bounding_box, transformed, volume
+    from cadvlm.rebuild import grid_picture, rebuild
 
     out = Path(task["out_dir"])
+    code = task["code"]
+    built = rebuild(task["answer"], code, "prediction")
+    if not built.ok:
+        return {"ok": False, "reason": built.reason, "detail": built.detail}
+    shape = built.shape
     try:
-        fmt, bits = task.get("format", "openecad"), task.get("bits", 8)
-        model = parse_code_as(answer_code(task["answer"], fmt), fmt, "prediction", bits)
-        shape = build_solid(model)
-        if fmt == "compact":  # normalised units: give the part the asked-for size
+        if code.compact:  # normalised units: give the part the asked-for size
             lo, hi = bounding_box(shape)
             longest_m = float(task.get("longest_mm", 100.0)) / 1000.0
             shape = transformed(shape, scale=longest_m / float(np.max(hi - lo)))
         export_step(shape, out / "part.step")
         export_stl(shape, out / "part.stl")
-    except CADError as exc:
-        return {"ok": False, "reason": classify(exc), "detail": exc.detail}
     except Exception as exc:  # OCC failures on degenerate geometry
         return {"ok": False, "reason": "build_error", "detail": f"{type(exc).__name__}: {exc}"}
     lo, hi = bounding_box(shape)
-    result = {"ok": True, "extrudes": len(model.extrudes), "volume_mm3": volume(shape) * 1e9,
+    result = {"ok": True, "extrudes": len(built.model.extrudes), "volume_mm3": volume(shape) * 1e9,
               "box_mm": [float(v) for v in (hi - lo) * 1000]}
     try:
-        from cadvlm.render.sheet import compose_grid, encode_png, write_atomic
-        from cadvlm.render.views import VIEW_NAMES, render_views
+        from cadvlm.render.sheet import encode_png, write_atomic
 
-        verts, tris = tessellate(shape)
-        grid = compose_grid(render_views(verts, tris, size=int(task.get("size", 512)), views=VIEW_NAMES, nthreads=1))
-        write_atomic(out / "part_views.png", encode_png(grid))
+        write_atomic(out / "part_views.png", encode_png(grid_picture(shape, int(task.get("size", 512)))))
     except Exception as exc:  # the part is written; a picture problem is only reported
         result["views_error"] = f"{type(exc).__name__}: {exc}"
     return result
@@ -163,27 +139,16 @@ def add_arguments_predict(p) -> None:
     p.add_argument("--model", type=Path, default=Path("models"), help="trained model folder (default: models)")
     p.add_argument("-o", "--out", type=Path, default=Path("prediction"), help="output folder (default: prediction)")
     p.add_argument("--prompt", help="instruction text (default: the first training prompt template)")
-    p.add_argument("--max-new-tokens", type=int, help="generation budget (default: params eval.max_new_tokens or 1024)")
-    p.add_argument("--size", type=int, help="pixels per view when composing views (default: params render.size or 512)")
+    p.add_argument("--max-new-tokens", type=int, default=1024, help="generation budget (default 1024)")
+    p.add_argument("--size", type=int, help="pixels per view when composing views (default: the model's render size)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds allowed to build the part (default 60)")
     p.add_argument("--longest-mm", type=float, default=100.0,
                    help="longest side of the part when the code has no scale (compact format; default 100)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when present)")
-    p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file for the defaults")
+    p.add_argument("--cpu-threads", type=int, default=0, help="torch threads on a CPU (0: one for small models)")
 
 
-def _params(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    from cadvlm.params import load_params
-
-    try:
-        return load_params(path)
-    except Exception:
-        return {}
-
-
-def _input_picture(args, params: dict, size: int):
+def _input_picture(args, manifest, size: int):
     """(picture as a PIL image, view name or None for a grid) from the chosen input."""
     from PIL import Image
 
@@ -207,7 +172,7 @@ def _input_picture(args, params: dict, size: int):
     if not args.json.is_file():
         raise PictureError(f"{args.json}: no such file")
     try:
-        picture, view = render_json(args.json, params)
+        picture, view = render_json(args.json, manifest)
     except CADError as exc:
         raise PictureError(f"{args.json}: cannot render the model: {exc}") from None
     return Image.fromarray(picture).convert("RGB"), view
@@ -215,10 +180,16 @@ def _input_picture(args, params: dict, size: int):
 
 def cmd_predict(args, generate=None) -> int:
     """`generate(image, prompt, max_new_tokens) -> answer` replaces the trained model (tests)."""
-    params = _params(args.params)
-    size = args.size or int((params.get("render") or {}).get("size", 512))
+    from cadvlm.model.manifest import ManifestError, ModelManifest
+
     try:
-        picture, view = _input_picture(args, params, size)
+        manifest = ModelManifest.read(args.model)
+    except ManifestError as exc:
+        print(f"cadvlm predict: {exc}", file=sys.stderr)
+        return 2
+    size = args.size or manifest.view_size
+    try:
+        picture, view = _input_picture(args, manifest, size)
     except PictureError as exc:
         print(f"cadvlm predict: {exc}", file=sys.stderr)
         return 2
@@ -227,42 +198,34 @@ def cmd_predict(args, generate=None) -> int:
     for stale in ("part.step", "part.stl", "part_views.png"):  # never leave an older part beside new code
         (out / stale).unlink(missing_ok=True)
     picture.save(out / "input.png")
-    prompt = args.prompt or default_prompt(params, view)
-    max_new = args.max_new_tokens or int((params.get("eval") or {}).get("max_new_tokens", 1024))
+    prompt = args.prompt or manifest.prompt(view)
 
     if generate is None:
         try:
-            from cadvlm.model.generate import generate_code
+            from cadvlm.model.generate import generate_code, set_cpu_threads
             from cadvlm.model.load import load_trained
 
             model, processor = load_trained(args.model, device=args.device)
         except Exception as exc:  # ModelLoadError, missing files, bad device: say which
             print(f"cadvlm predict: cannot load the model from {args.model}: {exc}", file=sys.stderr)
             return 2
-        from cadvlm.evaluate import set_cpu_threads
-
-        set_cpu_threads(model, int((params.get("eval") or {}).get("cpu_threads", 0)))
-        answer = generate_code(model, processor, [picture], prompt, max_new, 1)[0]
+        set_cpu_threads(model, args.cpu_threads)
+        answer = generate_code(model, processor, [picture], prompt, args.max_new_tokens, 1)[0]
     else:
-        answer = generate(picture, prompt, max_new)
+        answer = generate(picture, prompt, args.max_new_tokens)
     (out / "answer.txt").write_text(answer, encoding="utf-8")
-    from cadvlm.evaluate import answer_code
-
-    # The model writes the language its training data was converted to (params convert.format).
-    conv = params.get("convert") or {}
-    fmt, bits = str(conv.get("format", "openecad")), int(conv.get("compact_bits", 8))
+    code = manifest.code  # the language the model was trained to write
     try:
-        code = answer_code(answer, fmt)
+        text = code.code_of(answer)
     except CADError:
-        code = answer  # no usable block: keep what the model said, for inspection
-    (out / "part.py").write_text(code if code.endswith("\n") or not code else code + "\n", encoding="utf-8")
+        text = answer  # no usable block: keep what the model said, for inspection
+    (out / "part.py").write_text(text if text.endswith("\n") or not text else text + "\n", encoding="utf-8")
 
     from cadvlm.sandbox import TimeLimitedPool
 
-    task = {"answer": answer, "out_dir": str(out), "size": size, "format": fmt, "bits": bits,
-            "longest_mm": args.longest_mm}
-    with TimeLimitedPool(1, args.timeout, warmup=("cadvlm.predict", "cadvlm.evaluate", "cadvlm.geometry.solid",
-                                                          "cadvlm.geometry.mesh")) as pool:
+    task = {"answer": answer, "out_dir": str(out), "size": size, "code": code, "longest_mm": args.longest_mm}
+    with TimeLimitedPool(1, args.timeout, warmup=("cadvlm.predict", "cadvlm.rebuild", "cadvlm.geometry.solid",
+                                                  "cadvlm.geometry.mesh")) as pool:
         outcome = next(iter(pool.run(build_outputs, [task])))
     if outcome.status == "ok":
         result = outcome.value
@@ -278,7 +241,7 @@ def cmd_predict(args, generate=None) -> int:
               f"{result['detail']} (answer in {out / 'answer.txt'}, code in {out / 'part.py'})", file=sys.stderr)
         return 1
     box = " x ".join(f"{v:.2f}" for v in result["box_mm"])
-    sized = " (compact code has no scale: longest side set by --longest-mm)" if fmt == "compact" else ""
+    sized = " (compact code has no scale: longest side set by --longest-mm)" if code.compact else ""
     print(f"{out}: {result['extrudes']} extrude(s), volume {result['volume_mm3']:.1f} mm3, box {box} mm{sized} -> "
           f"part.py, part.step, part.stl" + (", part_views.png" if "views_error" not in result else ""))
     if "views_error" in result:

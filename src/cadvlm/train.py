@@ -25,7 +25,8 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from cadvlm.data.collator import VisionTextCollator
 from cadvlm.data.conversations import ConversationDataset, fingerprint, load_conversations
-from cadvlm.model.load import load_base, write_manifest
+from cadvlm.model.load import load_base
+from cadvlm.model.manifest import ModelManifest
 from cadvlm.model.lora import apply_lora, count_parameters
 from cadvlm.model.tiny import build_tiny_base
 
@@ -141,7 +142,8 @@ def train(params: dict, data_dir: str | Path, image_root: str | Path, model_dir:
 
     # 7. Save: full weights, a LoRA adapter, or the adapter merged into the base.
     if state.is_main_process:
-        _save(trainer.model, processor, model_dir, pt["method"], pl.get("merge_on_export", False), pm["base"])
+        _save(trainer.model, processor, model_dir, pt["method"], pl.get("merge_on_export", False), pm["base"],
+              data_dir, Path(image_root))
         if not pt.get("keep_checkpoints", False):
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
     state.wait_for_everyone()
@@ -292,7 +294,9 @@ def _prepare_checkpoints(checkpoint_dir: Path, run_id: str, is_main: bool) -> st
     return None
 
 
-def _save(model, processor, model_dir: Path, method: str, merge: bool, base_name: str) -> None:
+def _save(model, processor, model_dir: Path, method: str, merge: bool, base_name: str, data_dir: Path,
+          image_root: Path) -> None:
+    """Weights (or adapter), processor, and the manifest of everything inference needs."""
     model_dir.mkdir(parents=True, exist_ok=True)
     if method == "lora" and merge:
         model = model.merge_and_unload()
@@ -300,10 +304,9 @@ def _save(model, processor, model_dir: Path, method: str, merge: bool, base_name
     model.save_pretrained(model_dir)
     processor.save_pretrained(model_dir)
     if method == "full":
-        write_manifest(model_dir, "full", None)
         shutil.rmtree(model_dir / "base", ignore_errors=True)  # the tiny base is inside the weights now
-    else:
-        write_manifest(model_dir, "lora", "base" if base_name == "tiny" else base_name)
+    base = None if method == "full" else ("base" if base_name == "tiny" else str(base_name))
+    ModelManifest.from_training_data(method, base, data_dir, image_root).write(model_dir)
 
 
 def _epoch_means(history: list[dict]) -> list[float]:

@@ -46,9 +46,6 @@ reader's `CADError` reasons, through the reader's own `chain_loop` / `order_loop
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 
 from cadvlm.cad.deepcad_json import chain_loop, order_loops
@@ -66,9 +63,8 @@ from cadvlm.cad.model import (
     Plane,
     circle_through,
 )
-from cadvlm.codec.openecad_parser import CodeParseError
+from cadvlm.codec.answer import CodeParseError
 
-FORMATS = ("openecad", "compact")
 DEFAULT_BITS = 8
 MIN_BITS, MAX_BITS = 6, 12
 # Extrude depths reach the full height of the model (1.5 after normalising, more on a slant):
@@ -339,40 +335,4 @@ def _nums(args: list[str], top: int, line: int) -> list[int]:
     return out
 
 
-# ------------------------------------------------------------------ the format switch
-def check_format(fmt: str) -> str:
-    if fmt not in FORMATS:
-        raise ValueError(f"code format must be one of {FORMATS}, not {fmt!r}")
-    return fmt
-
-
-def write_code_as(model: CADModel, fmt: str = "openecad", bits: int = DEFAULT_BITS, compat: bool = False) -> str:
-    """The model's code in a format ('openecad': OpenECAD v2 in millimetres; 'compact')."""
-    if check_format(fmt) == "compact":
-        return write_compact(model, bits)
-    from cadvlm.codec.openecad_writer import write_code
-
-    return write_code(model, compat=compat)
-
-
-def parse_code_as(code: str, fmt: str = "openecad", model_id: str | None = None, bits: int = DEFAULT_BITS) -> CADModel:
-    """Code in a format -> CADModel (never executed)."""
-    if check_format(fmt) == "compact":
-        return parse_compact(code, model_id, bits)
-    from cadvlm.codec.openecad_parser import parse_code
-
-    return parse_code(code, model_id)
-
-
-def read_format(converted_dir) -> tuple[str, int]:
-    """(format, bits) the converted data was written in (convert_info.json); OpenECAD when unsaid."""
-    path = Path(converted_dir) / "convert_info.json"
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return "openecad", DEFAULT_BITS
-    return check_format(info.get("code_format", "openecad")), _check_bits(info.get("compact_bits", DEFAULT_BITS))
-
-
-__all__ = ["FORMATS", "DEFAULT_BITS", "write_compact", "parse_compact", "write_code_as", "parse_code_as",
-           "read_format", "check_format"]
+__all__ = ["DEFAULT_BITS", "MIN_BITS", "MAX_BITS", "write_compact", "parse_compact"]

@@ -58,6 +58,7 @@ from cadvlm.cad.model import (
     Profile,
 )
 from cadvlm.codec import planes as P
+from cadvlm.codec.answer import CodeParseError
 from cadvlm.codec.deepcad_order import Seg, circle_center, reorder_loop, sort_loops
 
 MAX_CHARS = 1_000_000  # the largest real DeepCAD answer is ~50 KB
@@ -67,14 +68,6 @@ MAX_ABS = 1e6  # millimetres (1 km): beyond this a number is noise, not a part
 JOIN_TOL_MM = 1e-3  # curve ends closer than this are the same point (reader's JOIN_TOL, in mm)
 MIN_LENGTH_MM = 1e-4  # reader's MIN_LENGTH in mm
 MM = 1000.0
-
-
-class CodeParseError(CADError):
-    """Code that is not a program of the OpenECAD v2 language; `line` is 1-based (or None)."""
-
-    def __init__(self, message: str, line: int | None = None, model_id: str | None = None):
-        self.line = line
-        super().__init__("parse_error", f"line {line}: {message}" if line else message, model_id)
 
 
 def _geo_error(reason: str, message: str, line: int | None) -> CADError:
@@ -693,40 +686,5 @@ def parse_code(text: str, model_id: str | None = None, fast: bool = True) -> CAD
             _AstFront().run(text, ex)
             model = _build(ex.finish(), model_id)
         return model
-    except CADError as exc:
-        raise exc.with_id(model_id) if model_id else exc
-
-
-# ------------------------------------------------------------------ answers
-ANSWER_PREFIX = "Of course, here are the codes:\n"
-_FENCE = re.compile(r"```[ \t]*(?:python|py)?[ \t]*\n", re.IGNORECASE)
-
-
-def wrap_answer(code: str) -> str:
-    """The assistant answer OpenECAD trains on: a sentence and a fenced python block."""
-    return ANSWER_PREFIX + "```python\n" + code.rstrip("\n") + "\n```"
-
-
-def extract_code(answer: str) -> str:
-    """The code inside the first fenced block of an answer; CodeParseError if none or unclosed."""
-    if not isinstance(answer, str):
-        raise CodeParseError(f"answer must be text, not {type(answer).__name__}")
-    m = _FENCE.search(answer)
-    if m is None:
-        raise CodeParseError("no ``` code block in the answer")
-    end = answer.find("```", m.end())
-    if end < 0:
-        raise CodeParseError("the code block is not closed (truncated answer?)")
-    return answer[m.end():end]
-
-
-def parse_answer(answer: str, model_id: str | None = None, fmt: str = "openecad", bits: int = 8) -> CADModel:
-    """extract_code + parse_code (or, with fmt='compact', codec.compact's parser at `bits`)."""
-    try:
-        if fmt != "openecad":
-            from cadvlm.codec.compact import parse_code_as
-
-            return parse_code_as(extract_code(answer), fmt, model_id, bits)
-        return parse_code(extract_code(answer), model_id)
     except CADError as exc:
         raise exc.with_id(model_id) if model_id else exc

@@ -43,6 +43,7 @@ from pathlib import Path
 IMAGE_TAG = "<image>"
 SPLIT_FILES = {"train": "train.json", "validation": "val.json", "test": "test.json"}
 INFO_FILE = "convert_info.json"
+GRID_VIEW = "grid"  # a sample's `view` when its picture is the 2x2 sheet of all views
 POOL_MIN = 64  # fewer models than this are written in-process (a pool costs more than it saves)
 
 DEFAULT_PROMPTS = (
@@ -83,10 +84,14 @@ class ConvertConfig:
         if any(IMAGE_TAG in p for p in prompts):
             raise ValueError(f"convert.prompts must not contain {IMAGE_TAG}: the stage adds it")
         object.__setattr__(self, "prompts", prompts)
-        from cadvlm.codec.compact import _check_bits, check_format
+        self.code  # validates the format and its bits
 
-        check_format(self.format)
-        _check_bits(self.compact_bits)
+    @property
+    def code(self):
+        """The answers' language as one `CodeFormat`."""
+        from cadvlm.codec.format import CodeFormat
+
+        return CodeFormat(self.format, self.compact_bits)
 
     @classmethod
     def from_params(cls, params: dict) -> "ConvertConfig":
@@ -134,8 +139,8 @@ _NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight"
 
 
 # ----------------------------------------------------------------------------- answers
-def model_answer(json_path: Path, model_id: str, compat: bool = False, fmt: str = "openecad",
-                 bits: int = 8) -> tuple[str | None, str | None, tuple]:
+def model_answer(json_path: Path, model_id: str, compat: bool = False,
+                 code_format=None) -> tuple[str | None, str | None, tuple]:
     """(answer, verdict, (extrudes, curves)) for one model, or (None, reason, ()) when it cannot be written.
 
     The verdict is `answer_verdict` of the answer, computed here so the parse-back check runs in
@@ -143,36 +148,34 @@ def model_answer(json_path: Path, model_id: str, compat: bool = False, fmt: str 
     """
     from cadvlm.cad.deepcad_json import read_model
     from cadvlm.cad.model import CADError
-    from cadvlm.codec.compact import write_code_as
-    from cadvlm.codec.openecad_parser import wrap_answer
+    from cadvlm.codec.answer import wrap_answer
+    from cadvlm.codec.format import CodeFormat
 
+    code_format = code_format or CodeFormat()
     try:
         model = read_model(json_path, model_id, check_crossing=False)  # extract validated it
-        code = write_code_as(model, fmt, bits, compat=compat)
+        code = code_format.write(model, compat=compat)
     except CADError as exc:
         return None, exc.reason, ()
     except OSError:
         return None, "missing_json", ()
     answer = wrap_answer(code)
-    if fmt != "openecad":  # the grid may drop curves shorter than one level: count what was written
-        from cadvlm.codec.compact import parse_compact
-
+    if code_format.compact:  # the grid may drop curves shorter than one level: count what was written
         try:
-            model = parse_compact(code, model_id, bits)
+            model = code_format.parse(code, model_id)
         except CADError as exc:
             return None, "answer_" + exc.reason, ()
     counts = (len(model.extrudes), model.n_curves())
-    return answer, answer_verdict(answer, model_id, counts, fmt, bits), counts
+    return answer, answer_verdict(answer, model_id, counts, code_format), counts
 
 
-def answer_verdict(answer: str, sample_id: str, counts: tuple | None = None, fmt: str = "openecad",
-                   bits: int = 8) -> tuple[str, str]:
+def answer_verdict(answer: str, sample_id: str, counts: tuple | None = None, code_format=None) -> tuple[str, str]:
     """("ok", "") when the answer parses back (to `counts` extrudes and curves when given), else (reason, message)."""
     from cadvlm.cad.model import CADError
-    from cadvlm.codec.openecad_parser import parse_answer
+    from cadvlm.codec.format import CodeFormat
 
     try:
-        model = parse_answer(answer, sample_id, fmt, bits)
+        model = (code_format or CodeFormat()).parse_answer(answer, sample_id)
     except CADError as exc:
         return ("answer_parse_error" if exc.reason == "parse_error" else "answer_" + exc.reason), str(exc)
     got = (len(model.extrudes), model.n_curves())
@@ -215,7 +218,7 @@ def _png_size(path: Path) -> tuple[int, int] | None:
 
 
 def check_samples(samples: list, image_root: Path, size: tuple[int, int] | None,
-                  parsed_cache: dict | None = None, fmt: str = "openecad", bits: int = 8) -> CheckResult:
+                  parsed_cache: dict | None = None, code_format=None) -> CheckResult:
     """Validate conversation samples; `parsed_cache` maps answer -> verdict (filled as it goes)."""
     res = CheckResult()
     cache = parsed_cache if parsed_cache is not None else {}
@@ -260,7 +263,7 @@ def check_samples(samples: list, image_root: Path, size: tuple[int, int] | None,
         answer = conv[1]["value"]
         verdict = cache.get(answer)
         if verdict is None:
-            verdict = cache[answer] = answer_verdict(answer, sid, None, fmt, bits)
+            verdict = cache[answer] = answer_verdict(answer, sid, None, code_format)
         if verdict[0] != "ok":
             bad(verdict[0], verdict[1] or sid)
             continue
@@ -300,7 +303,7 @@ def convert(extracted, rendered, out_dir, config: ConvertConfig = ConvertConfig(
             else:
                 todo.append(model_id)
     unique = sorted(set(todo))
-    tasks = [(extracted / "json" / f"{m}.json", m, config.compat, config.format, config.compact_bits) for m in unique]
+    tasks = [(extracted / "json" / f"{m}.json", m, config.compat, config.code) for m in unique]
     workers = config.workers or os.cpu_count() or 1
     if workers > 1 and len(tasks) >= POOL_MIN:
         with ProcessPoolExecutor(workers) as pool:
@@ -328,7 +331,7 @@ def convert(extracted, rendered, out_dir, config: ConvertConfig = ConvertConfig(
             cache[answer] = verdict
             images = index[model_id]
             if info.layout == "grid":
-                pairs = [(model_id, images[0] if images else None, None)]
+                pairs = [(model_id, images[0] if images else None, None)]  # the sheet: all views
             else:
                 pairs = [(f"{model_id}_{v}", _view_image(images, model_id, v), v) for v in info.views]
             for sid, image, view in pairs:
@@ -338,10 +341,12 @@ def convert(extracted, rendered, out_dir, config: ConvertConfig = ConvertConfig(
                     continue
                 t = choose_template(sid, config.seed, len(config.prompts))
                 prompt = config.prompts[t].replace("{views}", info.describe(view))
-                samples.append({"id": sid, "image": image, "conversations": [
+                # model_id and view say what the sample shows: nothing downstream parses ids
+                samples.append({"id": sid, "model_id": model_id, "view": view or GRID_VIEW, "image": image,
+                                "conversations": [
                     {"from": "human", "value": f"{IMAGE_TAG}\n{prompt}"},
                     {"from": "gpt", "value": answer}]})
-        res = check_samples(samples, rendered, info.size, cache, config.format, config.compact_bits)
+        res = check_samples(samples, rendered, info.size, cache, config.code)
         skipped.update(res.problems)
         ok_ids = set()
         for s in res.ok:
@@ -357,7 +362,7 @@ def convert(extracted, rendered, out_dir, config: ConvertConfig = ConvertConfig(
     _write_json(out_dir / INFO_FILE, {
         "image_folder": os.path.relpath(rendered, out_dir), "image_size": list(info.size) if info.size else None,
         "layout": info.layout, "views": list(info.views), "splits": SPLIT_FILES,
-        "code_format": config.format, "compact_bits": config.compact_bits})
+        **config.code.to_json(), "prompts": list(config.prompts)})
     metrics["skipped"] = dict(sorted(skipped.items()))
     metrics["templates"] = {str(k): templates.get(k, 0) for k in range(len(config.prompts))}
     metrics["answer_chars"] = _stats(chars)
@@ -391,9 +396,9 @@ def validate_folder(folder, image_root=None, size=None) -> dict:
     files = [folder / f for f in SPLIT_FILES.values() if (folder / f).is_file()]
     if not files:
         files = sorted(p for p in folder.glob("*.json") if p.name != INFO_FILE)
-    from cadvlm.codec.compact import read_format
+    from cadvlm.codec.format import read_converted_format
 
-    fmt, bits = read_format(folder)
+    code_format = read_converted_format(folder)
     cache: dict = {}
     for path in files:
         try:
@@ -406,7 +411,7 @@ def validate_folder(folder, image_root=None, size=None) -> dict:
             report["files"][path.name] = {"samples": 0, "ok": 0, "problems": {"not_a_list": 1},
                                           "examples": {"not_a_list": f"{path.name}: top level is not a list"}}
             continue
-        res = check_samples(samples, Path(image_root), size, cache, fmt, bits)
+        res = check_samples(samples, Path(image_root), size, cache, code_format)
         report["files"][path.name] = {"samples": len(samples), "ok": len(res.ok),
                                       "problems": dict(sorted(res.problems.items())), "examples": res.examples}
     return report

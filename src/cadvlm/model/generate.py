@@ -56,3 +56,49 @@ def generate_code(model, processor, images: list[Image.Image], prompt: str, max_
     finally:
         model.train(was_training)
     return answers
+
+
+SMALL_MODEL_PARAMS = 100_000_000
+
+
+def set_cpu_threads(model, threads: int = 0) -> int:
+    """Torch's intra-op threads for generating on a CPU; returns the number set (0 = left as is).
+
+    threads = 0 picks: one thread for a small model, torch's default for a large one. Decoding a
+    small model is a long series of tiny matrix products, where waking and joining OpenMP
+    threads costs more than the work: measured on the 2-core default machine, the tiny model
+    decodes ~9x faster on one thread than on two (6.8 vs 60 ms a step, batch 16).
+    """
+    if next(model.parameters()).device.type != "cpu":
+        return 0
+    if threads <= 0:
+        n_params = sum(p.numel() for p in model.parameters())
+        if n_params >= SMALL_MODEL_PARAMS:
+            return 0
+        threads = 1
+    torch.set_num_threads(int(threads))
+    return int(threads)
+
+
+def generate_for_records(model, processor, records: list, max_new_tokens: int, batch_size: int,
+                         progress: bool = True) -> list[str]:
+    """Answers for conversation records (.image, .prompt): greedy, batched, grouped by prompt."""
+    import sys
+
+    from tqdm import tqdm
+
+    from cadvlm.data.conversations import load_image
+
+    by_prompt: dict[str, list[int]] = {}
+    for i, r in enumerate(records):
+        by_prompt.setdefault(r.prompt, []).append(i)
+    answers: list[str] = [""] * len(records)
+    with tqdm(total=len(records), desc="generating", disable=not progress, file=sys.stderr, leave=False) as bar:
+        for prompt, idx in by_prompt.items():
+            for start in range(0, len(idx), batch_size):
+                chunk = idx[start:start + batch_size]
+                images = [load_image(records[i].image) for i in chunk]
+                for i, a in zip(chunk, generate_code(model, processor, images, prompt, max_new_tokens, batch_size)):
+                    answers[i] = a
+                bar.update(len(chunk))
+    return answers

@@ -5,19 +5,18 @@ downloaded at run time (DESIGN: "Offline"). A hub id works only when it is alrea
 Hugging Face cache; otherwise `ModelLoadError` names the model and says how to fetch it, before
 any training starts.
 
-A trained output folder (the train stage's `models/`) carries `cadvlm_model.json` saying whether
-it holds full weights or a LoRA adapter and, for an adapter, which base it sits on; `load_trained`
-reads it so evaluate/predict need only the folder.
+A trained output folder (the train stage's `models/`) carries `cadvlm_model.json`
+(`cadvlm.model.manifest`): full weights or a LoRA adapter and its base, and the conventions the
+model was trained on; `load_trained` reads it so evaluate/predict/serve need only the folder.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
-MANIFEST = "cadvlm_model.json"
+from cadvlm.model.manifest import ManifestError, ModelManifest
 
 
 class ModelLoadError(RuntimeError):
@@ -79,11 +78,6 @@ def _offline_message(name, what: str, exc: Exception) -> str:
     return f"cannot load {what} '{name}' offline: {hint}. ({type(exc).__name__}: {exc})"
 
 
-def write_manifest(model_dir: str | Path, fmt: str, base: str | None) -> None:
-    """Record what `model_dir` holds: fmt 'full' or 'lora'; base = hub id or path relative to model_dir."""
-    Path(model_dir, MANIFEST).write_text(json.dumps({"format": fmt, "base": base}, indent=2) + "\n")
-
-
 def load_trained(model_dir: str | Path, device: str | torch.device | None = None):
     """Load the train stage's output for inference -> (model, processor), in eval mode on `device`.
 
@@ -91,22 +85,19 @@ def load_trained(model_dir: str | Path, device: str | torch.device | None = None
     Works for full weights and for a LoRA adapter (the base is loaded first, then the adapter).
     """
     model_dir = Path(model_dir)
-    manifest = model_dir / MANIFEST
-    if not manifest.is_file():
-        raise ModelLoadError(f"{model_dir}: no {MANIFEST}; not an output of the train stage")
-    info = json.loads(manifest.read_text())
+    try:
+        info = ModelManifest.read(model_dir)
+    except ManifestError as exc:
+        raise ModelLoadError(str(exc)) from None
     dev = pick_device(device)
-    if info["format"] == "full":
+    if info.weights == "full":
         model, _ = load_base(model_dir, device=dev)
-    elif info["format"] == "lora":
+    else:
         from peft import PeftModel
 
-        base = info["base"]
-        base_path = model_dir / base
-        model, _ = load_base(base_path if base_path.exists() else base, device=dev)
+        base_path = model_dir / str(info.base)
+        model, _ = load_base(base_path if base_path.exists() else info.base, device=dev)
         model = PeftModel.from_pretrained(model, str(model_dir), is_trainable=False).to(dev)
-    else:
-        raise ModelLoadError(f"{manifest}: unknown format {info['format']!r}")
     processor = load_processor(model_dir)
     model.eval()
     return model, processor
