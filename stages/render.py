@@ -1,8 +1,5 @@
-"""DVC stage `render`: data/extracted/ -> data/rendered/ (PNG views, index, metadata).
-
-Incremental: the output persists between runs and a model whose JSON and render params did not
-change is not rendered again (see cadvlm.render.stage). Metrics go to metrics/render.json.
-"""
+"""DVC stage `render`: data/extracted/ -> data/rendered/ (PNG views, index, metadata), incrementally:
+a model whose JSON and render params did not change is not rendered again (cadvlm.render.stage)."""
 
 from pathlib import Path
 

@@ -3,25 +3,18 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from cadvlm.codec.format import CodeFormat
-from cadvlm.data.convert import (
-    DEFAULT_PROMPTS,
-    ConvertConfig,
-    choose_template,
-    convert,
-    count_tokens,
-    validate_folder,
-)
+from cadvlm.data.convert import ConvertConfig, convert, count_tokens, validate_folder
+from cadvlm.data.prompts import DEFAULT_PROMPTS, choose_template
 from convert_fixture import VIEWS, make_dataset
 
 
 def _sources(n: int = 8) -> dict:
-    from cadvlm.cad.synthetic import model_json_text
+    from cadvlm.synth import model_json_text
 
     return {f"{i:04d}/{i:08d}": model_json_text(i, seed=5) for i in range(n)}  # ids with '/' like DeepCAD
 

@@ -8,7 +8,6 @@ model path when a trained model folder is at hand.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -34,7 +34,7 @@ class PictureError(ValueError):
     """A picture that cannot be used; the message names the file and why."""
 
 
-def load_picture(path) -> "Image.Image":
+def load_picture(path):
     """Open a picture fully (decoding all pixels now, so a truncated file fails here, clearly)."""
     from PIL import Image, UnidentifiedImageError
 
@@ -86,9 +86,9 @@ def compose_views(pictures: dict, size: int) -> np.ndarray:
 
 def render_json(path: Path, manifest):
     """(picture uint8, view name or None for a grid) of a DeepCAD JSON, drawn as in training."""
-    from cadvlm.render.pipeline import pictures_of_json
+    from cadvlm.render.pipeline import RenderJob, pictures_of_json
 
-    job = manifest.render_job()
+    job = RenderJob.from_params(manifest.render_params())
     pictures, _ = pictures_of_json(str(path), Path(path).stem, job)
     if job.layout == "grid":
         return next(iter(pictures.values())), None

@@ -6,6 +6,13 @@ wrap it in LoRA (or train it fully), make the datasets, hand everything to the H
 model with its processor, write the metrics. Parameters come from params.yaml sections `model`,
 `lora`, `train` and `base.seed`; see the comments there.
 
+Reads data/converted/{train,val}.json and the pictures under data/rendered/; writes models/
+(weights or adapter, processor, and the manifest of everything inference needs:
+`cadvlm.model.manifest`), metrics/train.json and the DVCLive folder metrics/train/. Several GPUs:
+`accelerate launch --num_processes 4 stages/train.py` (or torchrun); `train.batch_size` is per
+device, so the effective batch is batch_size x grad_accum x GPUs. An interrupted run (killed,
+preempted) resumes from its last checkpoint when rerun with the same params and data.
+
 Checkpoints live outside the stage's DVC outputs (DVC deletes outputs before rerunning a stage,
 which would defeat resuming). A fingerprint of the params and the data is stored beside them, so
 a checkpoint is only resumed by the very run that wrote it; any change starts afresh.

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from cadvlm.cad.model import Arc, CADError, CADModel, Circle, Extrude, Line, Loop, Plane, Profile
+from cadvlm.cad.model import Arc, CADError, CADModel, Circle, Line, Loop, Plane, Profile
 
 NORM_FACTOR = 0.75
 

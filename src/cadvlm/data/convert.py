@@ -30,7 +30,6 @@ close to what byte-level BPE tokenizers that split digits (Qwen2, LLaMA 3) produ
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -40,19 +39,13 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cadvlm.data.prompts import DEFAULT_PROMPTS, choose_template, describe_views
+
 IMAGE_TAG = "<image>"
 SPLIT_FILES = {"train": "train.json", "validation": "val.json", "test": "test.json"}
 INFO_FILE = "convert_info.json"
 GRID_VIEW = "grid"  # a sample's `view` when its picture is the 2x2 sheet of all views
 POOL_MIN = 64  # fewer models than this are written in-process (a pool costs more than it saves)
-
-DEFAULT_PROMPTS = (
-    "This picture shows {views} of a mechanical part. Write the OpenECAD-style Python code "
-    "(sketch planes, loops, extrudes) that builds it.",
-    "Reconstruct the CAD model shown in {views} as an OpenECAD-style sketch-and-extrude program.",
-    "The image gives {views} of a 3D part. Please use the OpenECAD-style API to model it.",
-    "Write OpenECAD-style CAD code that produces the solid drawn in {views}.",
-)
 
 _TOKEN = re.compile(r"[A-Za-z_]+|\d|[^\sA-Za-z_\d]")
 
@@ -60,12 +53,6 @@ _TOKEN = re.compile(r"[A-Za-z_]+|\d|[^\sA-Za-z_\d]")
 def count_tokens(text: str) -> int:
     """Deterministic token estimate: letter/underscore runs, single digits, single other chars."""
     return len(_TOKEN.findall(text))
-
-
-def choose_template(sample_id: str, seed: int, n: int) -> int:
-    """Template index for a sample: a hash of (seed, id), so no sample's choice depends on another."""
-    h = hashlib.sha256(f"{seed}\0{sample_id}".encode()).digest()
-    return int.from_bytes(h[:8], "big") % n
 
 
 @dataclass(frozen=True)
@@ -127,15 +114,7 @@ class RenderInfo:
 
     def describe(self, view: str | None) -> str:
         """The text for a template's {views}."""
-        if view is not None:
-            return f"the {view} view"
-        names = list(self.views)
-        listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-        count = _NUMBERS[len(names)] if len(names) < len(_NUMBERS) else str(len(names))
-        return f"{count} views ({listed})"
-
-
-_NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+        return describe_views(self.views, view)
 
 
 # ----------------------------------------------------------------------------- answers

@@ -27,7 +27,7 @@ from OCP.TopAbs import TopAbs_FACE, TopAbs_SOLID
 from OCP.TopExp import TopExp_Explorer
 from OCP.TopoDS import TopoDS_Shape
 
-from cadvlm.cad.model import Arc, CADError, CADModel, Circle, Extrude, Line, Loop, Operation, Plane
+from cadvlm.cad.model import CADError, CADModel, Circle, Extrude, Line, Loop, Operation, Plane
 
 
 def _pnt(p) -> gp_Pnt:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cadvlm.codec.format import MODEL_MANIFEST, CodeFormat
+from cadvlm.data.prompts import describe_views
 
 MANIFEST = MODEL_MANIFEST
 MANIFEST_VERSION = 2
@@ -48,24 +49,15 @@ class ModelManifest:
             object.__setattr__(self, "image_size", tuple(int(s) for s in self.image_size))
 
     # ------------------------------------------------------------------ what inference asks
-    def describe_views(self, view: str | None = None) -> str:
-        """The prompt's {views} text, worded as the convert stage words it."""
-        from cadvlm.data.convert import RenderInfo
-
-        return RenderInfo(self.layout, self.views, self.image_size).describe(view)
-
     def prompt(self, view: str | None = None) -> str:
-        """The first training template, filled in for a grid sheet (view None) or one view."""
-        return self.prompts[0].replace("{views}", self.describe_views(view))
+        """The first training template, filled in (as convert does) for the sheet (view None) or one view."""
+        return self.prompts[0].replace("{views}", describe_views(self.views, view))
 
-    def render_job(self):
-        """The render stage's job as trained on (RenderJob), to draw a DeepCAD JSON as the model saw it."""
-        from cadvlm.render.pipeline import RenderJob
-
-        r = dict(self.render)
-        r.pop("render_version", None)
+    def render_params(self) -> dict:
+        """The render stage's settings as trained on, in params.yaml's `render` form (RenderJob.from_params)."""
+        r = {k: v for k, v in self.render.items() if k != "render_version"}
         r["views"], r["layout"] = list(self.views), self.layout
-        return RenderJob.from_params(r)
+        return r
 
     @property
     def view_size(self) -> int:
