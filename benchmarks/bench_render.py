@@ -63,12 +63,12 @@ def make_extracted(root: Path, sources: list[Path], n: int) -> Path:
 
 
 def profile(sources: list[Path], n: int) -> None:
-    import cadvlm.render.views as views
+    import cadvlm.render.raymesh as raymesh
     from cadvlm.cad.model import CADError
     from cadvlm.render.pipeline import RenderJob, mesh_of, pictures_of_mesh
     from cadvlm.render.sheet import encode_png
 
-    views._clock = time.process_time  # CPU time: robust to other processes on the machine
+    raymesh._clock = time.process_time  # CPU time: robust to other processes on the machine
     job = RenderJob()
     acc, done = {}, 0
     for path in sources[:n]:
