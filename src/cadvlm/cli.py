@@ -20,6 +20,7 @@ COMMANDS = {
     "validate-data": ("cadvlm.data.commands", "cmd_validate_data", "check a conversation dataset folder"),
     "predict": ("cadvlm.predict", "cmd_predict", "pictures -> CAD code -> STEP/STL with a trained model"),
     "score": ("cadvlm.eval.command", "cmd_score", "score a folder of generated code against ground truth"),
+    "serve": ("cadvlm.serve.command", "cmd_serve", "HTTP API and web page: pictures -> code -> STEP, batching"),
 }
 
 
