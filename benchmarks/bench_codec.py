@@ -38,7 +38,7 @@ def corpus(n_synthetic: int):
     from cadvlm.cad.deepcad_json import read_model
     from cadvlm.cad.limits import check_limits
     from cadvlm.cad.model import CADError
-    from cadvlm.cad.synthetic import model_json_text
+    from cadvlm.synth import model_json_text
 
     out = []
     for p in sorted((SHARED / "json").glob("*.json")) if SHARED.is_dir() else []:

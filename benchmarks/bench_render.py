@@ -113,7 +113,7 @@ def main() -> None:
         if args.json_dir:
             sources = sorted(args.json_dir.rglob("*.json"))[: args.distinct]
         else:
-            from cadvlm.cad.synthetic import write_dataset
+            from cadvlm.synth import write_dataset
 
             src = work / "synthetic"
             if len(list(src.glob("*.json"))) != args.distinct:

@@ -14,7 +14,7 @@ from collections import Counter
 import numpy as np
 
 from cadvlm.cad.model import CADModel
-from cadvlm.cad.synthetic import SynthConfig, compose, draw_extrude_count, generate, to_metres, validate
+from cadvlm.synth.generate import SynthConfig, compose, draw_extrude_count, generate, to_metres, validate
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ every earlier file byte-identical. Statistics go to metrics/synthesize.json.
 
 from pathlib import Path
 
-from cadvlm.cad.synthetic import SynthConfig, format_stats, write_dataset, write_metrics
+from cadvlm.synth import SynthConfig, format_stats, write_dataset, write_metrics
 from cadvlm.params import load_params
 
 OUT_DIR = Path("data/raw/synthetic")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cadvlm.cad.model import CADError
-from cadvlm.cad.synthetic import generate_model, model_json_text
+from cadvlm.synth import generate_model, model_json_text
 from cadvlm.codec.answer import CodeParseError, wrap_answer
 from cadvlm.codec.compact import parse_compact, write_compact
 from cadvlm.codec.format import CodeFormat, read_converted_format

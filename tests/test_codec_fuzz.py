@@ -14,7 +14,7 @@ SEEDS = sorted((SHARED / "openecad_v2").glob("*.py")) if SHARED.is_dir() else []
 
 
 def _texts():
-    from cadvlm.cad.synthetic import generate_model
+    from cadvlm.synth import generate_model
     from cadvlm.codec.openecad_writer import write_code
 
     texts = [p.read_text() for p in SEEDS if p.stat().st_size and p.stat().st_size < 8000]

@@ -51,7 +51,7 @@ def test_real_samples(path):
 
 
 def _synthetic(n: int, seed: int):
-    from cadvlm.cad.synthetic import generate_model
+    from cadvlm.synth import generate_model
 
     low, built = [], 0
     for i in range(n):

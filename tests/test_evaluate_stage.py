@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from cadvlm.cad.deepcad_json import read_model
-from cadvlm.cad.synthetic import model_id, model_json_text
+from cadvlm.synth import model_id, model_json_text
 from cadvlm.codec.answer import wrap_answer
 from cadvlm.codec.openecad_writer import write_code
 from cadvlm.eval.stage import EvalConfig, ScoreConfig, run_stage

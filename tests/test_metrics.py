@@ -123,7 +123,7 @@ def test_a_near_twin_is_not_scored_zero_when_the_boolean_fails(index):
     """Parts whose 10-bit compact code comes back with faces a hair off the truth's: OpenCascade's
     Common reported success with an empty or sliver result for these, so the IoU read 0. The
     checks in metrics.iou catch it and the occupancy fallback measures the overlap."""
-    from cadvlm.cad.synthetic import generate_model
+    from cadvlm.synth import generate_model
     from cadvlm.codec.compact import parse_compact, write_compact
 
     truth = generate_model(index)

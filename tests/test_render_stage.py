@@ -23,7 +23,7 @@ N_MODELS = 4
 @pytest.fixture(scope="module")
 def synthetic_json(tmp_path_factory) -> Path:
     """A few DeepCAD-format models from the project's own generator (no shared data needed)."""
-    from cadvlm.cad.synthetic import write_dataset
+    from cadvlm.synth import write_dataset
 
     out = tmp_path_factory.mktemp("synthetic")
     write_dataset(out, N_MODELS, seed=0, workers=1, progress=False)

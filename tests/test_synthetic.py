@@ -7,21 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cadvlm.cad import synth_shapes as sh
 from cadvlm.cad.deepcad_json import dumps, model_to_json, read_model
 from cadvlm.cad.limits import check_limits
 from cadvlm.cad.model import Arc, CADError, Circle, Line
-from cadvlm.cad.synth_part import CANON_X
-from cadvlm.cad.synthetic import (
-    StatsAccumulator,
-    SynthConfig,
-    generate,
-    model_id,
-    model_json_text,
-    round_floats,
-    write_dataset,
-)
 from cadvlm.geometry.solid import build_solid, count, is_valid
+from cadvlm.synth import SynthConfig, generate, model_id, model_json_text, write_dataset
+from cadvlm.synth import shapes as sh
+from cadvlm.synth.frames import CANON_X
+from cadvlm.synth.generate import round_floats
+from cadvlm.synth.stats import StatsAccumulator
 
 ROOT = Path(__file__).resolve().parents[1]
 

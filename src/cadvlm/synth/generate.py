@@ -1,12 +1,16 @@
-"""Procedural DeepCAD-format parts: the pipeline's embedded default data source.
+"""Procedural DeepCAD-format parts, one model at a time: the generator's entry point.
 
 Real DeepCAD is 178K Onshape models; a laptop run needs a small set it can make offline, that
-looks like DeepCAD to the rest of the pipeline. This module draws parts the way DeepCAD's look:
-about half are one extrude (a plate, disc, polygon, L/T/U section... often with holes in the same
+looks like DeepCAD to the rest of the pipeline. Parts are drawn the way DeepCAD's look: about
+half are one extrude (a plate, disc, polygon, L/T/U section... often with holes in the same
 sketch), the rest add features sketched on principal planes or on faces of earlier extrudes
 (hole patterns, pockets, counterbores, bosses, hubs, walls, gussets, grooves, notches, side
 holes, the odd intersect). Sizes are millimetre-scale numbers a designer would type (metric or
 fractional inch), written in metres as DeepCAD does.
+
+This module is where the pieces meet: the settings (`SynthConfig`), the table of feature
+families and how often each is tried (`FEATURES`, `FEATURE_ADDERS`), composing one part,
+converting it to metres, validating it as a solid, and the retry loop (`generate`).
 
 Determinism: model i is drawn from `numpy.random.default_rng([seed, i, attempt])`, so it is the
 same whatever the number of models, and growing the set keeps earlier models. A draw is kept
@@ -16,18 +20,23 @@ stage writes, read back); otherwise the next attempt (sub-seed) is drawn.
 
 from __future__ import annotations
 
-import json
-import os
 from collections import Counter
 from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from cadvlm.cad import synth_shapes as sh
 from cadvlm.cad.deepcad_json import dumps, model_to_json, read_model
 from cadvlm.cad.limits import Limits, check_limits
 from cadvlm.cad.model import Arc, CADError, CADModel, Circle, Extrude, Line, Loop, Plane, Profile
-from cadvlm.cad.synth_part import PartBuilder
+from cadvlm.synth import shapes as sh
+from cadvlm.synth.base import build_base
+from cadvlm.synth.bosses import add_bosses, add_hub
+from cadvlm.synth.builder import PartBuilder
+from cadvlm.synth.edge_cuts import add_groove, add_notch, add_side_holes
+from cadvlm.synth.holes import add_holes
+from cadvlm.synth.intersect import add_intersect
+from cadvlm.synth.pockets import add_pocket
+from cadvlm.synth.walls import add_gussets, add_wall
 
 # Features after the base, and how often each is tried (a feature that does not fit adds nothing).
 FEATURES = {
@@ -35,6 +44,13 @@ FEATURES = {
     "notch": 0.05, "groove": 0.05, "hub": 0.04, "intersect": 0.06,
 }
 FLOAT_DECIMALS = 10  # JSON floats (metres) rounded to 1e-10 m: stable bytes, exact to 0.1 nm
+
+# How each feature is added: fn(builder, budget) -> extrudes added (0 when it does not fit).
+FEATURE_ADDERS = {
+    "holes": add_holes, "boss": add_bosses, "pocket": add_pocket, "wall": add_wall, "gusset": add_gussets,
+    "side_hole": add_side_holes, "notch": add_notch, "groove": add_groove, "hub": add_hub,
+    "intersect": add_intersect,
+}
 
 
 @dataclass(frozen=True)
@@ -117,7 +133,7 @@ def compose(rng: np.random.Generator, n_target: int, config: SynthConfig) -> Par
     units = sh.Units("inch" if rng.random() < config.imperial_fraction else "mm")
     pb = PartBuilder(rng, units, (config.size_min_mm, config.size_max_mm))
     inner = None if n_target == 1 else int(pb.pick((0, 1, 2, 4), (0.62, 0.2, 0.08, 0.1)))
-    pb.build_base(inner)
+    build_base(pb, inner)
     names = list(FEATURES)
     weights = np.array([FEATURES[k] for k in names])
     tries = 0
@@ -127,7 +143,7 @@ def compose(rng: np.random.Generator, n_target: int, config: SynthConfig) -> Par
         if pb.walls:
             w[names.index("gusset")] *= 3.0
         name = pb.pick(names, w)
-        getattr(pb, "feat_" + name)(budget)
+        FEATURE_ADDERS[name](pb, budget)
         tries += 1
     return pb
 
@@ -238,182 +254,3 @@ def generate_model(index: int, seed: int = 0, config: SynthConfig | None = None)
 def model_json_text(index: int, seed: int = 0, config: SynthConfig | None = None) -> str:
     """The exact file content the synthesize stage writes for model `index`."""
     return dumps(generate(index, seed, config).data)
-
-
-# --------------------------------------------------------------------------- statistics
-
-
-def model_stats(model: CADModel) -> dict:
-    """Counts of one model: extrudes, curve types, operations, extents, loops, planes."""
-    curves, ops, exts, planes = Counter(), Counter(), Counter(), Counter()
-    loops = []
-    for ex in model.extrudes:
-        ops[ex.operation.name] += 1
-        exts[ex.extent_type.name] += 1
-        n = ex.plane.normal
-        key = next((f"{'+-'[int(n[i] < 0)]}{'XYZ'[i]}" for i in range(3) if abs(abs(n[i]) - 1) < 1e-9), "oblique")
-        planes[key] += 1
-        loops.append(len(ex.profile.loops))
-        for lp in ex.profile.loops:
-            for c in lp.curves:
-                curves[type(c).__name__] += 1
-    return {"extrudes": len(model.extrudes), "curves": curves, "operations": ops, "extents": exts,
-            "planes": planes, "loops": loops}
-
-
-class StatsAccumulator:
-    """Aggregates per-model statistics into the metrics the stage prints and writes."""
-
-    def __init__(self):
-        self.n = 0
-        self.extrudes = Counter()
-        self.curves = Counter()
-        self.ops = Counter()
-        self.exts = Counter()
-        self.planes = Counter()
-        self.loops = Counter()
-        self.units = Counter()
-        self.features = Counter()
-        self.attempts = Counter()
-        self.failures = Counter()
-        self.skipped = Counter()
-        self.sizes = []
-        self.commands = []
-
-    def add(self, g: Generated) -> None:
-        s = model_stats(g.model)
-        self.n += 1
-        self.extrudes[s["extrudes"]] += 1
-        self.curves.update(s["curves"])
-        self.ops.update(s["operations"])
-        self.exts.update(s["extents"])
-        self.planes.update(s["planes"])
-        self.loops.update(s["loops"])
-        self.units[g.units] += 1
-        self.features.update(f.split(":")[0] for f in g.features)
-        self.attempts[g.attempts] += 1
-        self.failures.update(g.failures)
-        lo, hi = g.model.bbox
-        self.sizes.append(float(np.max(hi - lo)) * 1000.0)
-        from cadvlm.cad.limits import n_commands
-
-        self.commands.append(n_commands(g.model))
-
-    def skip(self, reason: str) -> None:
-        self.skipped[reason] += 1
-
-    @staticmethod
-    def _share(c: Counter) -> dict:
-        total = sum(c.values()) or 1
-        return {str(k): round(v / total, 4) for k, v in sorted(c.items(), key=lambda kv: str(kv[0]))}
-
-    def metrics(self) -> dict:
-        sizes = np.array(self.sizes) if self.sizes else np.zeros(1)
-        cmds = np.array(self.commands) if self.commands else np.zeros(1)
-        return {
-            "models": self.n,
-            "skipped": dict(sorted(self.skipped.items())),
-            "extrudes_per_model": {str(k): v for k, v in sorted(self.extrudes.items())},
-            "mean_extrudes": round(sum(k * v for k, v in self.extrudes.items()) / max(self.n, 1), 4),
-            "curve_types": dict(sorted(self.curves.items())),
-            "curve_share": self._share(self.curves),
-            "operations": dict(sorted(self.ops.items())),
-            "operation_share": self._share(self.ops),
-            "extent_types": dict(sorted(self.exts.items())),
-            "extent_share": self._share(self.exts),
-            "sketch_normals": dict(sorted(self.planes.items())),
-            "loops_per_profile": {str(k): v for k, v in sorted(self.loops.items())},
-            "units": dict(sorted(self.units.items())),
-            "features": dict(sorted(self.features.items())),
-            "attempts": {str(k): v for k, v in sorted(self.attempts.items())},
-            "rejected_draws": dict(sorted(self.failures.items())),
-            "size_mm": {"min": round(float(sizes.min()), 3), "median": round(float(np.median(sizes)), 3),
-                        "max": round(float(sizes.max()), 3)},
-            "commands": {"mean": round(float(cmds.mean()), 3), "max": int(cmds.max())},
-        }
-
-
-def format_stats(m: dict) -> str:
-    """A short human-readable summary of `metrics()` for the stage's log."""
-    n = max(m["models"], 1)
-    lines = [f"models: {m['models']}  skipped: {m['skipped'] or 0}  units: {m['units']}"]
-    lines.append("extrudes per model: " + "  ".join(
-        f"{k}:{v} ({100 * v / n:.0f}%)" for k, v in m["extrudes_per_model"].items()) + f"  mean {m['mean_extrudes']}")
-    for key in ("curve_share", "operation_share", "extent_share"):
-        lines.append(f"{key.replace('_share', 's')}: " + "  ".join(f"{k} {100 * v:.1f}%" for k, v in m[key].items()))
-    lines.append(f"sketch normals: {m['sketch_normals']}")
-    lines.append(f"loops per profile: {m['loops_per_profile']}")
-    lines.append(f"features: {m['features']}")
-    lines.append(f"size (mm): {m['size_mm']}  commands: {m['commands']}")
-    lines.append(f"attempts: {m['attempts']}  rejected draws: {m['rejected_draws']}")
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- the data set
-
-
-def _work(args):
-    index, seed, config = args
-    try:
-        g = generate(index, seed, config)
-    except CADError as exc:
-        return index, None, exc.reason, None
-    return index, dumps(g.data), None, g
-
-
-def write_dataset(out_dir, n_models: int, seed: int = 0, config: SynthConfig | None = None, workers: int = 1,
-                  progress: bool = True) -> dict:
-    """Write models 0..n_models-1 as <out_dir>/<model_id>.json; return the statistics (metrics dict).
-
-    Files are written whole (temp file, then rename); files of other ids in out_dir are removed,
-    so the folder is exactly this set.
-    """
-    from pathlib import Path
-
-    from tqdm import tqdm
-
-    config = config or SynthConfig()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    keep = {model_id(i) + ".json" for i in range(n_models)}
-    for p in [*out.glob("*.json"), *out.glob("*.json.tmp")]:
-        if p.name not in keep:
-            p.unlink()
-    stats = StatsAccumulator()
-    jobs = [(i, seed, config) for i in range(n_models)]
-    workers = (os.cpu_count() or 1) if workers in (0, None) else int(workers)
-    bar = tqdm(total=n_models, desc="synthesize", unit="model", disable=not progress)
-
-    def consume(results):
-        for index, text, reason, g in results:
-            if text is None:
-                stats.skip(reason)
-            else:
-                path = out / (model_id(index) + ".json")
-                tmp = path.with_suffix(".json.tmp")
-                tmp.write_text(text, encoding="utf-8")
-                os.replace(tmp, path)
-                stats.add(g)
-            bar.update(1)
-
-    if workers > 1 and n_models > 1:
-        import multiprocessing as mp
-
-        with mp.get_context("spawn").Pool(workers) as pool:
-            consume(pool.imap(_work, jobs, chunksize=4))
-    else:
-        consume(map(_work, jobs))
-    bar.close()
-    return stats.metrics()
-
-
-def write_metrics(path, metrics: dict) -> None:
-    from pathlib import Path
-
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
-__all__ = ["SynthConfig", "Generated", "generate", "generate_model", "model_json_text", "model_id", "compose",
-           "validate", "write_dataset", "write_metrics", "model_stats", "StatsAccumulator", "format_stats"]
