@@ -18,12 +18,12 @@ def main() -> None:
         seed=params["base"]["seed"],
         split_file=Path(d["split_file"]) if d.get("split_file") else None,
         limits=Limits(d["max_extrudes"], d["max_loops"], d["max_curves"], d["max_commands"]),
-        workers=d.get("workers", 2),
+        workers=d.get("workers", 2), timeout_s=d.get("timeout_s", 60),
     )
-    metrics = extract(cfg)
+    m = extract(cfg)
     Path("metrics").mkdir(exist_ok=True)
-    Path("metrics/extract.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
-    print(f"extract: {metrics['selected']} from {metrics['validated']} validated, skipped {metrics['skipped']}")
+    Path("metrics/extract.json").write_text(json.dumps(m, indent=1, sort_keys=True) + "\n")
+    print(f"extract: {m['selected']}; {m['files_parsed']} parsed, {m['solids_built']} built; skipped {m['skipped']}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import time
 
 from cadvlm.extract import ExtractConfig, extract
 
@@ -41,3 +42,76 @@ def test_extract_is_deterministic_and_grows_by_appending(deepcad_dir, tmp_path):
     a, b, c = (json.loads((tmp_path / x / "split.json").read_text())["train"] for x in "abc")
     assert a == b and c[:5] == a and len(c) == 8
     assert small["selected"] == again["selected"] and big["selected"]["train"] == 8
+
+
+# ---- scale: lazy feeding, the rank-order rule, the time limit (no real samples needed) ------
+
+
+def _cylinders(root, n, broken=()):
+    """n valid one-extrude models (cylinders of growing radius) in DeepCAD's XXXX/XXXXXXXX layout,
+    plus malformed files at the given positions."""
+    from cadvlm.cad.deepcad_json import dumps, model_to_json
+    from cadvlm.cad.model import CADModel, Circle, Extrude, Loop, Plane, Profile
+
+    plane = Plane([0, 0, 0], [1, 0, 0], [0, 0, 1])
+    for i in range(n):
+        path = root / f"{i // 100:04d}" / f"{i:08d}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if i in broken:
+            path.write_text('{"entities": ')
+            continue
+        model = CADModel([Extrude(plane, Profile([Loop([Circle([0, 0], 0.01 + 0.0001 * i)])]), extent_one=0.02)])
+        path.write_text(dumps(model_to_json(model)))
+    return root
+
+
+def _first_valid_in_rank_order(raw, sizes, seed, bad):
+    from cadvlm.extract import candidates
+
+    pools = candidates(ExtractConfig(raw, raw, sizes, seed=seed))
+    return {s: [i for i in ids if i not in bad][: sizes.get(s, 0)] for s, ids in pools.items()}
+
+
+def test_only_about_the_quota_is_parsed_and_the_choice_is_the_rank_order_prefix(tmp_path):
+    broken = set(range(0, 400, 9))
+    raw = _cylinders(tmp_path / "raw", 400, broken)
+    bad = {f"{i // 100:04d}/{i:08d}" for i in broken}
+    sizes = {"train": 30, "validation": 4, "test": 6}
+    want = _first_valid_in_rank_order(raw, sizes, 7, bad)
+    splits = []
+    for workers in (1, 3):
+        m = extract(ExtractConfig(raw, tmp_path / f"out{workers}", sizes, seed=7, workers=workers))
+        splits.append((tmp_path / f"out{workers}" / "split.json").read_bytes())
+        assert json.loads(splits[-1]) == want
+        assert m["selected"] == sizes and m["shortfall"] == {}
+        # decided in rank order: the prefix up to each split's last chosen model, whatever the workers
+        assert m["validated"] == sum(len(v) for v in want.values()) + m["skipped_total"]
+        assert m["skipped"] == {"malformed_json": m["skipped_total"]}
+        # the work done: the decided prefix plus about the tasks in flight when a quota was met
+        # (a little more when a slow task lets the others run ahead: allow twice that per split)
+        assert m["validated"] <= m["files_parsed"] <= m["validated"] + 3 * 2 * workers
+        assert m["files_parsed"] < 1.5 * sum(sizes.values())  # not 400
+        assert m["solids_built"] <= m["files_parsed"] - m["skipped_total"]
+    assert splits[0] == splits[1]
+
+
+def _slow_for_one(args):
+    """A stand-in worker check: the build of model 0000/00000005 never ends."""
+    from cadvlm.extract import _check_task
+
+    if args[1] == "0000/00000005":
+        time.sleep(300)
+    return _check_task(args)
+
+
+def test_a_model_past_the_time_limit_is_killed_and_skipped(tmp_path):
+    raw = _cylinders(tmp_path / "raw", 40)
+    slow = "0000/00000005"
+    sizes = {"train": 40, "validation": 40, "test": 40}  # all of them: the slow one is needed
+    t = time.perf_counter()
+    m = extract(ExtractConfig(raw, tmp_path / "out", sizes, workers=2, timeout_s=3), check=_slow_for_one)
+    assert time.perf_counter() - t < 120
+    assert m["skipped"] == {"timeout": 1} and sum(m["selected"].values()) == 39
+    chosen = json.loads((tmp_path / "out" / "split.json").read_text())
+    assert slow not in sum(chosen.values(), []) and m["solids_built"] == m["files_parsed"] == 40
+    assert chosen == _first_valid_in_rank_order(raw, sizes, 0, {slow})

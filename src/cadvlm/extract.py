@@ -16,7 +16,6 @@ import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 from tqdm import tqdm
@@ -32,17 +31,21 @@ _SPLIT_BUCKETS = {"test": 10, "validation": 5}  # percent; the rest is train
 
 
 def list_models(raw_dir: Path) -> list[str]:
-    """Ids of all *.json files under raw_dir (relative path without suffix), names only."""
+    """Ids of all *.json files under raw_dir (relative path without suffix), names only.
+
+    One os.scandir per folder and plain string joins: on DeepCAD's 178K files this is a fraction
+    of a second, where a Path or a stat per file would cost several seconds.
+    """
     ids = []
-    stack = [raw_dir]
+    stack = [(os.fspath(raw_dir), "")]
     while stack:
-        d = stack.pop()
+        d, prefix = stack.pop()
         with os.scandir(d) as it:
             for e in it:
                 if e.is_dir():
-                    stack.append(Path(e.path))
-                elif e.name.endswith(".json"):
-                    ids.append(Path(e.path).relative_to(raw_dir).with_suffix("").as_posix())
+                    stack.append((e.path, f"{prefix}{e.name}/"))
+                elif e.name.endswith(".json") and e.is_file():  # no stat unless a symlink
+                    ids.append(prefix + e.name[:-5])
     return ids
 
 
@@ -61,19 +64,36 @@ def hash_split(model_id: str, seed: int) -> str:
 
 def validate(raw_dir: Path, model_id: str, limits: Limits) -> tuple[str, str | None]:
     """(id, None) when the model parses, fits the limits and builds a valid solid; else (id, reason)."""
+    return model_id, _check(raw_dir, model_id, limits)[0]
+
+
+def _check(raw_dir, model_id: str, limits: Limits) -> tuple[str | None, bool]:
+    """(reason or None, whether a solid was built): the cheap checks first, the build last."""
     try:
-        model = read_model(raw_dir / f"{model_id}.json", model_id)
+        model = read_model(Path(raw_dir) / f"{model_id}.json", model_id)
         check_limits(model, limits)
-        build_solid(model)
-        return model_id, None
     except CADError as exc:
-        return model_id, exc.reason
+        return exc.reason, False
     except Exception as exc:  # a bug must not take the batch down, but it must be counted
-        return model_id, f"unexpected_{type(exc).__name__}"
+        return f"unexpected_{type(exc).__name__}", False
+    try:
+        build_solid(model)
+        return None, True
+    except CADError as exc:
+        return exc.reason, True
+    except Exception as exc:
+        return f"unexpected_{type(exc).__name__}", True
 
 
-def _validate_star(args):
-    return validate(*args)
+def _check_task(args) -> tuple[str | None, bool]:
+    """Worker entry (sent by reference to the sandbox): args = (raw_dir, model_id, limits)."""
+    return _check(*args)
+
+
+# Imported by each worker before it takes a model, so the time limit counts the model only.
+WARMUP = ("cadvlm.extract", "cadvlm.geometry.solid")
+# Outcomes of the sandbox that are not a reason of their own: the model is skipped under these.
+_LOST = {"timeout": "timeout", "crash": "worker_crashed", "error": "worker_error"}
 
 
 @dataclass
@@ -85,13 +105,18 @@ class ExtractConfig:
     split_file: Path | None = None
     limits: Limits = Limits()
     workers: int = 2
+    timeout_s: float = 60.0  # per model: parse + limits + solid; a model past it is killed, skipped
 
 
 def candidates(cfg: ExtractConfig) -> dict[str, list[str]]:
     """Per split, the ids in the order they are tried."""
     if cfg.split_file:
         official = json.loads(Path(cfg.split_file).read_text())
-        pools = {s: [i for i in official.get(s, []) if (cfg.raw_dir / f"{i}.json").is_file()] for s in SPLITS}
+        # One listing of the folder instead of a stat per id (178K on DeepCAD); an id the listing
+        # does not spell the same way (e.g. "./0000/x") gets the old per-file test.
+        present = set(list_models(cfg.raw_dir))
+        pools = {s: [i for i in official.get(s, []) if i in present or (cfg.raw_dir / f"{i}.json").is_file()]
+                 for s in SPLITS}
     else:
         pools = {s: [] for s in SPLITS}
         for i in list_models(cfg.raw_dir):
@@ -99,58 +124,103 @@ def candidates(cfg: ExtractConfig) -> dict[str, list[str]]:
     return {s: sorted(ids, key=lambda i: rank(i, cfg.seed)) for s, ids in pools.items()}
 
 
-def extract(cfg: ExtractConfig) -> dict:
-    """Write out_dir/json/<id>.json for the chosen models and out_dir/split.json; return metrics."""
+class _Split:
+    """One split's candidates and the rule "the first N valid ones in rank order".
+
+    Results come back out of order; they wait in `done` until every earlier candidate is decided.
+    Feeding stops as soon as N valid results are known anywhere among the candidates fed so far:
+    then the N-th valid one in rank order is among them, and no later candidate can be chosen.
+    """
+
+    def __init__(self, ids: list[str], need: int):
+        self.ids, self.need = ids, max(0, need)
+        self.fed = 0  # candidates handed to the pool
+        self.done: dict[int, str | None] = {}  # position -> reason (None = valid), not yet decided
+        self.valid_pending = 0  # valid results in `done`
+        self.decided = 0  # candidates decided, in rank order
+        self.chosen: list[str] = []
+        self.skipped: Counter = Counter()
+
+    def wants_more(self) -> bool:
+        return len(self.chosen) + self.valid_pending < self.need and self.fed < len(self.ids)
+
+    def result(self, k: int, reason: str | None) -> None:
+        if k < self.decided or len(self.chosen) >= self.need:
+            return  # past the quota: work in flight when it was met
+        self.done[k] = reason
+        self.valid_pending += reason is None
+        while self.decided in self.done and len(self.chosen) < self.need:
+            r = self.done.pop(self.decided)
+            if r is None:
+                self.valid_pending -= 1
+                self.chosen.append(self.ids[self.decided])
+            else:
+                self.skipped[r] += 1
+            self.decided += 1
+
+
+def extract(cfg: ExtractConfig, check=_check_task) -> dict:
+    """Write out_dir/json/<id>.json for the chosen models and out_dir/split.json; return metrics.
+
+    Candidates go to time-limited worker processes (cadvlm.sandbox) one at a time, as workers
+    free up, split after split, and only while the split still needs them. `validated` and
+    `skipped` count the candidates decided in rank order (the same for any number of workers);
+    `files_parsed` and `solids_built` count the work done, including the few results in flight
+    when a quota was met. `check` (a module-level function, run in the workers) is for tests.
+    """
+    from cadvlm.sandbox import TimeLimitedPool
+
     t0 = time.perf_counter()
     pools = candidates(cfg)
-    chosen = {s: [] for s in SPLITS}
-    skipped: Counter = Counter()
-    tried = 0
-    jobs = [(s, i) for s in SPLITS for i in pools[s]]
-    need = {s: cfg.sizes.get(s, 0) for s in SPLITS}
-    workers = cfg.workers or os.cpu_count() or 1
-    with get_context("spawn" if workers > 1 else "fork").Pool(workers) if workers > 1 else _Serial() as pool:
+    t_list = time.perf_counter() - t0
+    need = {s: max(0, cfg.sizes.get(s, 0)) for s in SPLITS}
+    splits = {s: _Split(pools[s], need[s]) for s in SPLITS}
+    tasks: list[tuple[str, int]] = []  # pool task index -> (split, position)
+    work = Counter()
+    bar = tqdm(total=sum(need.values()), desc="extract", unit="model", leave=False)
+
+    def feed():
         for s in SPLITS:
-            if need[s] <= 0:
-                continue
-            args = [(cfg.raw_dir, i, cfg.limits) for i in pools[s]]
-            bar = tqdm(total=need[s], desc=f"extract {s}", unit="model", leave=False)
-            for model_id, reason in pool.imap(_validate_star, args, chunksize=8):
-                tried += 1
-                if reason is None:
-                    chosen[s].append(model_id)
-                    bar.update(1)
-                else:
-                    skipped[reason] += 1
-                if len(chosen[s]) >= need[s]:
-                    break
-            bar.close()
+            sp = splits[s]
+            while sp.wants_more():  # re-checked each time a worker is free
+                tasks.append((s, sp.fed))
+                yield str(cfg.raw_dir), sp.ids[sp.fed], cfg.limits
+                sp.fed += 1
+
+    with TimeLimitedPool(cfg.workers or os.cpu_count() or 1, cfg.timeout_s, WARMUP) as pool:
+        for o in pool.run(check, feed()):
+            s, k = tasks[o.index]
+            work["files_parsed"] += 1
+            if o.status == "ok":
+                reason, built = o.value
+            else:  # killed past the time limit, or its process died: almost surely in the build
+                reason, built = _LOST.get(o.status, "worker_error"), True
+            work["solids_built"] += built
+            before = len(splits[s].chosen)
+            splits[s].result(k, reason)
+            bar.update(len(splits[s].chosen) - before)
+    bar.close()
+    chosen = {s: splits[s].chosen for s in SPLITS}
     _write(cfg, chosen)
     dt = time.perf_counter() - t0
+    skipped = sum((splits[s].skipped for s in SPLITS), Counter())
+    validated = sum(splits[s].decided for s in SPLITS)
+    total = sum(need.values())
     return {
         "selected": {s: len(chosen[s]) for s in SPLITS},
         "requested": need,
         "shortfall": {s: need[s] - len(chosen[s]) for s in SPLITS if len(chosen[s]) < need[s]},
         "candidates": sum(len(v) for v in pools.values()),
-        "validated": tried,
+        "validated": validated,
         "skipped": dict(sorted(skipped.items())),
         "skipped_total": sum(skipped.values()),
+        "files_parsed": work["files_parsed"],
+        "solids_built": work["solids_built"],
+        "parsed_per_requested": round(work["files_parsed"] / total, 3) if total else None,
+        "list_seconds": round(t_list, 2),
         "seconds": round(dt, 2),
-        "models_per_s": round(tried / dt, 1) if dt > 0 else None,
+        "models_per_s": round(work["files_parsed"] / dt, 1) if dt > 0 else None,
     }
-
-
-class _Serial:
-    """Pool stand-in for workers=1 (no process start-up; easier to debug)."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def imap(self, f, items, chunksize=1):
-        return map(f, items)
 
 
 def _write(cfg: ExtractConfig, chosen: dict) -> None:

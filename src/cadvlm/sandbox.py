@@ -89,8 +89,9 @@ class _Slot:
 class TimeLimitedPool:
     """`workers` processes; every task must finish within `timeout` seconds or its worker dies.
 
-    Use as a context manager; `run(fn, args)` yields Outcomes as tasks finish (any order). `fn`
-    must be a module-level function (it is sent by reference) and its results picklable.
+    Use as a context manager; `run(fn, args)` yields Outcomes as tasks finish (any order), taking
+    args lazily (a generator can stop feeding once it has what it needs). `fn` must be a
+    module-level function (it is sent by reference) and its results picklable.
     Workers run with one thread each for BLAS/OpenMP/Embree (set through the environment):
     the parallelism is across tasks.
     """
@@ -123,49 +124,74 @@ class TimeLimitedPool:
         self.restarts += 1
 
     def run(self, fn: Callable, args: Iterable, timeout: float | None = None) -> Iterator[Outcome]:
-        """Outcomes of fn(arg) for each arg, as they finish; `timeout` overrides the pool's limit."""
+        """Outcomes of fn(arg) for each arg, as they finish; `timeout` overrides the pool's limit.
+
+        `args` may be any iterable, and is read lazily: the next arg is taken only when a worker
+        can take it (at most `workers` tasks are taken and not yet finished), so a generator can
+        decide, from the outcomes seen so far, to stop (return) instead of yielding more work.
+        Abandoning the run (closing this generator or breaking out of a loop over it) kills the
+        workers busy on its tasks; the idle ones stay for the next run.
+        """
         limit = self.timeout if timeout is None else float(timeout)
-        pending = list(enumerate(args))
-        pending.reverse()  # pop() from the end keeps input order
-        while len(self._slots) < min(self.workers, max(1, len(pending))):
-            self._slots.append(_Slot(self._ctx, self.warmup, self.env))
+        source = enumerate(args)
+        held: list = []  # taken from `args`, waiting for a worker that is still starting
+        exhausted = False
         running = 0
-        while pending or running:
-            for slot in self._slots:
-                if slot.ready and slot.task is None and pending:
-                    index, arg = pending.pop()
-                    slot.conn.send((index, fn, arg))
-                    slot.task, slot.started = index, time.perf_counter()
-                    running += 1
-            now = time.perf_counter()
-            deadlines = [s.started + limit - now for s in self._slots if s.task is not None]
-            ready = wait([s.conn for s in self._slots], timeout=max(0.0, min(deadlines)) if deadlines else None)
-            for slot in list(self._slots):
-                if slot.conn in ready:
+        try:
+            while True:
+                # Take work only for workers that exist or will be started for it right now.
+                while not exhausted and running + len(held) < self.workers:
                     try:
-                        msg = slot.conn.recv()
-                    except (EOFError, OSError):
-                        msg = None
-                    if msg == _READY:
-                        slot.ready = True
-                        continue
-                    if msg is None:  # the worker died (native crash, OOM kill)
-                        slot.proc.join(timeout=5)  # the pipe closes before the process is reaped
-                        code = slot.proc.exitcode
-                        if slot.task is not None:
-                            running -= 1
-                            yield Outcome(slot.task, "crash", error=f"worker died (exit code {code})",
-                                          seconds=time.perf_counter() - slot.started)
-                        elif not slot.ready:
-                            raise RuntimeError(f"a worker failed to start (exit code {code})")
+                        held.append(next(source))
+                    except StopIteration:
+                        exhausted = True
+                while len(self._slots) < min(self.workers, running + len(held)):
+                    self._slots.append(_Slot(self._ctx, self.warmup, self.env))
+                for slot in self._slots:
+                    if slot.ready and slot.task is None and held:
+                        index, arg = held.pop(0)
+                        slot.conn.send((index, fn, arg))
+                        slot.task, slot.started = index, time.perf_counter()
+                        running += 1
+                if exhausted and not held and not running:
+                    return
+                now = time.perf_counter()
+                deadlines = [s.started + limit - now for s in self._slots if s.task is not None]
+                ready = wait([s.conn for s in self._slots], timeout=max(0.0, min(deadlines)) if deadlines else None)
+                for slot in list(self._slots):
+                    if slot.conn in ready:
+                        try:
+                            msg = slot.conn.recv()
+                        except (EOFError, OSError):
+                            msg = None
+                        if msg == _READY:
+                            slot.ready = True
+                            continue
+                        if msg is None:  # the worker died (native crash, OOM kill)
+                            slot.proc.join(timeout=5)  # the pipe closes before the process is reaped
+                            code = slot.proc.exitcode
+                            task, slot.task = slot.task, None
+                            if task is None and not slot.ready:
+                                raise RuntimeError(f"a worker failed to start (exit code {code})")
+                            self._replace(slot)
+                            if task is not None:
+                                running -= 1
+                                yield Outcome(task, "crash", error=f"worker died (exit code {code})",
+                                              seconds=time.perf_counter() - slot.started)
+                            continue
+                        index, status, value, error, seconds = msg
+                        slot.task = None
+                        running -= 1
+                        yield Outcome(index, status, value, error, seconds)
+                    elif slot.task is not None and time.perf_counter() - slot.started >= limit:
+                        index, slot.task = slot.task, None
+                        running -= 1
                         self._replace(slot)
-                        continue
-                    index, status, value, error, seconds = msg
-                    slot.task = None
-                    running -= 1
-                    yield Outcome(index, status, value, error, seconds)
-                elif slot.task is not None and time.perf_counter() - slot.started >= limit:
-                    index = slot.task
-                    running -= 1
-                    self._replace(slot)
-                    yield Outcome(index, "timeout", error=f"over the {limit:g} s limit", seconds=limit)
+                        yield Outcome(index, "timeout", error=f"over the {limit:g} s limit", seconds=limit)
+        finally:
+            # Abandoned (or failed) with tasks still running: their results would be read as the
+            # answers of the next run's tasks, so those workers go; idle ones stay for reuse.
+            if running:
+                for slot in [s for s in self._slots if s.task is not None]:
+                    slot.stop(kill=True)
+                    self._slots.remove(slot)
