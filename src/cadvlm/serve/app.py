@@ -155,7 +155,8 @@ def create_app(config: ServeConfig, generate_fn=None, manifest: ModelManifest | 
     @app.get("/readyz", tags=["health"], summary="the model is loaded and requests are served")
     async def readyz(request: Request):
         if request.app.state.predictor.ready:
-            return {"ready": True, "model": str(cfg.model_dir)}
+            return {"ready": True, "model": str(cfg.model_dir),
+                    "builders_started": request.app.state.builds.warmed.is_set()}
         return JSONResponse({"ready": False, "detail": state["load_error"] or "loading the model"}, status_code=503,
                             headers={"Retry-After": str(cfg.retry_after_s)})
 

@@ -67,6 +67,8 @@ class BuildRunner:
         self._pools: list = []
         self._lock = threading.Lock()
         self.busy = 0
+        self.warmed = threading.Event()  # set once every worker has started (after warm())
+        self._warm_left = self.workers
 
     def _pool(self):
         pool = getattr(self._local, "pool", None)
@@ -97,9 +99,13 @@ class BuildRunner:
         def one():
             try:
                 barrier.wait(timeout=60)
-            except threading.BrokenBarrierError:
-                return
-            list(self._pool().run(_noop, [None]))
+                list(self._pool().run(_noop, [None]))
+            except Exception:  # noqa: BLE001 - a worker that cannot start fails its first build, visibly
+                pass
+            with self._lock:
+                self._warm_left -= 1
+                if self._warm_left == 0:
+                    self.warmed.set()
 
         for _ in range(self.workers):
             self._executor.submit(one)

@@ -18,7 +18,7 @@ import numpy as np
 
 _FLOAT, _UINT = 5126, 5125
 _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
-COLOUR = [0.72, 0.75, 0.80, 1.0]  # light steel grey, like the rendered views
+COLOUR = [0.50, 0.54, 0.60, 1.0]  # steel grey (linear), darker than paper so the part stands out
 
 
 def vertex_normals(verts: np.ndarray, tris: np.ndarray) -> np.ndarray:
@@ -44,8 +44,8 @@ def glb_bytes(verts: np.ndarray, tris: np.ndarray) -> bytes:
         "scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0, "name": "part"}],
         "meshes": [{"primitives": [{"attributes": {"POSITION": 0, "NORMAL": 1}, "indices": 2, "material": 0,
                                     "mode": 4}]}],
-        "materials": [{"name": "part", "pbrMetallicRoughness": {"baseColorFactor": COLOUR, "metallicFactor": 0.15,
-                                                                "roughnessFactor": 0.55}}],
+        "materials": [{"name": "part", "pbrMetallicRoughness": {"baseColorFactor": COLOUR, "metallicFactor": 0.0,
+                                                                "roughnessFactor": 0.6}}],
         "buffers": [{"byteLength": offsets[-1]}],
         "bufferViews": [
             {"buffer": 0, "byteOffset": offsets[0], "byteLength": len(blobs[0]), "target": _ARRAY_BUFFER},
