@@ -195,3 +195,22 @@ def test_evaluate_reads_the_format_from_the_model_folder_and_the_oracle_is_valid
     oracle = m["baselines"]["oracle"]
     assert oracle["invalid_ratio"] == 0.0 and oracle["command_accuracy"]["command"] == 1.0
     assert m["baselines"]["constant"]["invalid_ratio"] == 0.0
+
+
+def test_code_and_parse_commands_speak_the_model_folders_language(deepcad_dir, tmp_path, monkeypatch, capsys):
+    """`cadvlm code` / `parse` default to the language of ./models, and --format overrides it."""
+    from cadvlm.cli import main
+    from cadvlm.model.manifest import ModelManifest
+
+    monkeypatch.chdir(tmp_path)
+    src = str(deepcad_dir / "json" / "00000007.json")
+    assert main(["code", src]) == 0 and capsys.readouterr().out.startswith("SketchPlane0")  # no models/: OpenECAD
+    ModelManifest("full", None, code=CodeFormat("compact", 8)).write("models")
+    assert main(["code", src]) == 0
+    compact = capsys.readouterr().out
+    assert compact.startswith("size ") and compact.endswith("end\n")
+    (tmp_path / "c.txt").write_text(compact)
+    assert main(["parse", "c.txt", "-o", "c.json"]) == 0 and (tmp_path / "c.json").is_file()
+    assert main(["parse", "c.txt", "-o", "x.json", "--format", "openecad"]) == 1  # compact is no OpenECAD
+    assert "read as OpenECAD v2" in capsys.readouterr().err
+    assert main(["code", src, "--format", "openecad"]) == 0 and capsys.readouterr().out.startswith("SketchPlane0")

@@ -43,11 +43,15 @@ def _fuzz(n: int, seed: int) -> Counter:
 @pytest.mark.timeout(600)
 def test_fuzz_quick():
     seen = _fuzz(1500, seed=0)
-    assert seen["parse_error"] > 500 and seen["ok"] > 20
+    assert seen["parse_error"] > 500 and seen["ok"] > 20 and seen["open_loop"] > 5, seen
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_fuzz_10000():
     seen = _fuzz(10000, seed=1)
-    assert sum(seen.values()) == 10000
+    # every case was checked inside _fuzz (both front ends agree, no hang); here: the mutations
+    # reached every kind of outcome, so the agreement was tested on each (1,500 cases give about
+    # 94% parse errors, 4% valid programs, 2% geometry errors)
+    assert seen["parse_error"] > 8000 and seen["ok"] > 150, seen
+    assert sum(v for k, v in seen.items() if k not in ("ok", "parse_error")) > 50, seen

@@ -112,15 +112,20 @@ def test_lora_run(tmp_path, merge):
     metrics = run_train(root)
     assert 0 < metrics["n_trainable_params"] < metrics["n_params"]
     manifest = json.loads((root / "models" / "cadvlm_model.json").read_text())
+    assert manifest["code_format"] == "openecad" and manifest["layout"] == "grid"  # what the data was
     if merge:
-        assert manifest == {"format": "full", "base": None}
+        assert (manifest["weights"], manifest["base"]) == ("full", None)
         assert not (root / "models" / "adapter_config.json").exists()
     else:
-        assert manifest == {"format": "lora", "base": "base"}
+        assert (manifest["weights"], manifest["base"]) == ("lora", "base")
         assert (root / "models" / "adapter_config.json").is_file() and (root / "models" / "base").is_dir()
     model, processor = load_trained(root / "models")
+    out = generate_code(model, processor, [Image.new("RGB", (96, 96), "white")], "Generate the CAD code.",
+                        max_new_tokens=4)
+    assert len(out) == 1 and isinstance(out[0], str)
+    # the same picture and prompt through the loaded folder give the same tokens (nothing random at inference)
     assert generate_code(model, processor, [Image.new("RGB", (96, 96), "white")], "Generate the CAD code.",
-                         max_new_tokens=4)
+                         max_new_tokens=4) == out
 
 
 def test_too_long_samples_dropped_and_counted(tmp_path):

@@ -104,13 +104,13 @@ def add_format_arguments(p) -> None:
     p.add_argument("--format", choices=FORMATS,
                    help="code language (default: the one the --model folder was trained on, else openecad)")
     p.add_argument("--bits", type=int, help="compact only: the grid's bits (default: the model folder's, else 8)")
-    p.add_argument("--model", type=Path, default=Path("models"),
+    p.add_argument("--model", dest="model_dir", type=Path, default=Path("models"),
                    help="trained model folder whose language is the default (default: models)")
 
 
 def format_from_arguments(args) -> CodeFormat:
     """--format/--bits, else the model folder's format, else OpenECAD v2 (ValueError on bad values)."""
-    default = model_folder_format(args.model) or CodeFormat()
+    default = model_folder_format(args.model_dir) or CodeFormat()
     name = args.format or default.name
     bits = args.bits if args.bits is not None else (default.bits if name == default.name else DEFAULT_BITS)
     return CodeFormat(name, bits)
