@@ -130,3 +130,103 @@ def test_repro_reruns_exactly_what_changed(project):
     assert _ran(out) == ["extract", "render", "convert"]
     render = json.loads((proj / "metrics" / "render.json").read_text())["this_run"]
     assert render["rendered"] == 4 and render["reused"] == 24
+
+
+def readme_commands() -> list[str]:
+    """The `cadvlm ...` lines of the README's command-line section, comments stripped."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## The command line"):]
+    block = section[section.index("```bash\n") + 8:]
+    block = block[:block.index("```")]
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.startswith("cadvlm ")]
+
+
+def _readme_inputs(proj: Path) -> None:
+    """The README's placeholder files, made from the small run's outputs."""
+    from PIL import Image
+
+    split = json.loads((proj / "data" / "extracted" / "split.json").read_text())
+    first = split["test"][0]
+    shutil.copy(proj / "data" / "extracted" / "json" / f"{first}.json", proj / "MODEL.json")
+    sheet = Image.open(proj / "data" / "rendered" / "images" / f"{first}.png")
+    sheet.save(proj / "picture.png")
+    half = sheet.width // 2  # the grid: top | iso / front | right
+    for name, box in (("t", (0, 0, half, half)), ("f", (0, half, half, 2 * half)), ("r", (half, half, 2 * half, 2 * half))):
+        sheet.crop(box).save(proj / f"{name}.png")
+    (proj / "CODE.py").write_text(subprocess.run(
+        [sys.executable, "-m", "cadvlm.cli", "code", "MODEL.json"], cwd=proj, capture_output=True, text=True,
+        check=True).stdout)
+    for name in ("outputs", "gen", "cad_json", "json"):
+        shutil.rmtree(proj / name, ignore_errors=True)
+    shutil.copytree(proj / "data" / "extracted" / "json", proj / "cad_json")
+    shutil.copytree(proj / "data" / "extracted" / "json", proj / "json")
+    (proj / "outputs").mkdir()
+    for mid in split["test"]:  # OpenECAD v2 code of the truths: scores as the oracle
+        (proj / "outputs" / f"{mid}.py").write_text(subprocess.run(
+            [sys.executable, "-m", "cadvlm.cli", "code", f"cad_json/{mid}.json", "--format", "openecad"], cwd=proj,
+            capture_output=True, text=True, check=True).stdout)
+    (proj / "gen").mkdir()
+    for line in (proj / "data" / "eval" / "generations.jsonl").read_text().splitlines():
+        g = json.loads(line)
+        (proj / "gen" / f"{g['id']}.txt").write_text(g["answer"])
+
+
+@pytest.mark.slow
+def test_every_readme_command_runs_on_the_small_default(project):
+    """Each `cadvlm` command the README shows, with the README's arguments, on the trained small
+    default: it exits as documented (predict: 1 when the model's code does not build) and never
+    with a traceback."""
+    proj, env = project
+    if not (proj / "models" / "cadvlm_model.json").is_file():
+        _dvc(proj, env, "repro")
+    _readme_inputs(proj)
+    commands = readme_commands()
+    assert len(commands) >= 12 and any(c.startswith("cadvlm predict --json") for c in commands)
+    cli = str(Path(sys.executable).parent / "cadvlm")
+    for line in commands:
+        args = line.split()[1:]
+        r = subprocess.run([cli, *args], cwd=proj, env=env, capture_output=True, text=True, timeout=600)
+        allowed = (0, 1) if args[0] == "predict" else (0,)
+        assert r.returncode in allowed and "Traceback" not in r.stderr, f"{line}\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
+        if args[0] == "score" and "outputs/" in args:
+            assert "invalid   0.0%" in r.stdout, r.stdout  # OpenECAD code of the truths: every part valid
+    assert (proj / "part.step").is_file() and (proj / "PARSED.json").is_file() and (proj / "views.png").is_file()
+    assert (proj / "out" / "input.png").is_file() and (proj / "out" / "answer.txt").is_file()
+
+
+@pytest.mark.slow
+def test_predict_needs_only_a_copied_model_folder(project, tmp_path):
+    """A compact-trained models/ copied into an empty folder predicts a valid part on its own:
+    the code language, the picture size and the render settings all come from the folder.
+
+    The small default's model is too short-trained to write valid code, so the train stage's
+    code makes a model that has memorised one training part (one sample, 100 epochs), from the
+    project's own converted data and pictures; predict then redraws that part from its JSON."""
+    from cadvlm.geometry.mesh import read_step
+    from cadvlm.geometry.solid import volume
+    from cadvlm.train import train
+
+    proj, env = project
+    if not (proj / "data" / "converted" / "train.json").is_file():
+        _dvc(proj, env, "repro")
+    sample = json.loads((proj / "data" / "converted" / "train.json").read_text())[0]
+    data = tmp_path / "converted"
+    data.mkdir()
+    for name in ("train", "val"):
+        (data / f"{name}.json").write_text(json.dumps([sample]))
+    shutil.copy(proj / "data" / "converted" / "convert_info.json", data)
+    params = yaml.safe_load((proj / "params.yaml").read_text())
+    params["model"]["tiny"].update(hidden_size=64, intermediate_size=256, layers=2)
+    params["train"].update(epochs=100, lr=3e-3, warmup_ratio=0.02, eval_on_start=False, evals_per_epoch=0.02)
+    train(params, data, proj / "data" / "rendered", tmp_path / "models", tmp_path / "checkpoints")
+    assert json.loads((tmp_path / "models" / "cadvlm_model.json").read_text())["code_format"] == "compact"
+
+    work = tmp_path / "elsewhere"
+    shutil.copytree(tmp_path / "models", work / "models")
+    model_json = proj / "data" / "extracted" / "json" / f"{sample['model_id']}.json"
+    cli = str(Path(sys.executable).parent / "cadvlm")
+    r = subprocess.run([cli, "predict", "--json", str(model_json), "-o", "out"], cwd=work, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, f"{r.stdout}\n{r.stderr}\n{(work / 'out' / 'answer.txt').read_text()[:500]}"
+    assert sorted(p.name for p in work.iterdir()) == ["models", "out"]
+    assert volume(read_step(work / "out" / "part.step")) > 0
