@@ -205,3 +205,99 @@ def test_malformed_files(tmp_path):
         assert info.value.reason == "malformed_json" and info.value.model_id == name
     with pytest.raises(CADError, match="unreadable_file"):
         read_model(tmp_path / "missing.json")
+
+
+# ---- references: every id a file names must resolve -----------------------------------------
+
+SKETCH0, EXTRUDE0, SKETCH1, EXTRUDE1 = "FvqT0Llm0TkI5qe_0", "Fz5ZkhSFew6soRB_0", "FR6JugW7scIQZrM_1", "F8dMsQ0VNGp1h7Y_1"
+
+
+def _dangling(data):
+    """(what was changed, the id the message must name, broken copy) for each kind of reference."""
+
+    def m(f):
+        d = copy.deepcopy(data)
+        f(d)
+        return d
+
+    # a sequence item naming no entity: an extrude step, and a sketch step (built anyway before)
+    yield "sequence extrude", "Gone_9", m(lambda d: d["sequence"][3].update(entity="Gone_9"))
+    yield "sequence sketch", "Gone_8", m(lambda d: d["sequence"][2].update(entity="Gone_8"))
+    # a sequence item naming an entity of another type
+    yield "sequence type", SKETCH1, m(lambda d: d["sequence"][3].update(entity=SKETCH1))
+    yield "sequence non-string id", "[1, 2]", m(lambda d: d["sequence"][1].update(entity=[1, 2]))
+    # an extrude profile naming a missing sketch, a non-sketch, or a profile its sketch lacks
+    yield "extrude sketch", "NoSketch", m(lambda d: d["entities"][EXTRUDE0]["profiles"][0].update(sketch="NoSketch"))
+    yield "extrude sketch type", EXTRUDE1, m(lambda d: d["entities"][EXTRUDE0]["profiles"][0].update(sketch=EXTRUDE1))
+    yield "extrude profile", "JZZ", m(lambda d: d["entities"][EXTRUDE1]["profiles"][0].update(profile="JZZ"))
+    # a profile that exists, but in another sketch
+    yield "profile of another sketch", "JJC", m(lambda d: d["entities"][EXTRUDE0]["profiles"][0].update(profile="JJC"))
+    yield "extrude profile id type", "None", m(lambda d: d["entities"][EXTRUDE0]["profiles"][0].update(profile=None))
+
+
+def test_every_dangling_reference_is_a_typed_error_naming_model_and_id(deepcad_dir):
+    data = load(deepcad_dir, "00003877")
+    read_model(data, "ok")  # the unmodified file reads
+    cases = list(_dangling(data))
+    assert len(cases) == 9
+    for what, missing, broken in cases:
+        with pytest.raises(CADError) as info:
+            read_model(broken, "m1")
+        err = info.value
+        assert err.reason == "bad_reference", (what, str(err))
+        assert err.model_id == "m1" and str(err).startswith("m1: bad_reference: "), what
+        assert missing in str(err), (what, str(err))
+
+
+def test_dangling_reference_messages_say_who_refers(deepcad_dir):
+    data = load(deepcad_dir, "00003877")
+    broken = {what: b for what, _, b in _dangling(data)}
+    with pytest.raises(CADError, match=r"sequence item 2 \(Sketch\) names entity 'Gone_8', which is not in 'entities'"):
+        read_model(broken["sequence sketch"], "m")
+    with pytest.raises(CADError, match=r"sequence item 3 \(ExtrudeFeature\) names entity 'FR6JugW7scIQZrM_1' "
+                                       r"as a ExtrudeFeature, but it is a 'Sketch'"):
+        read_model(broken["sequence type"], "m")
+    with pytest.raises(CADError, match=rf"extrude {EXTRUDE0} profiles\[0\]\.sketch names entity 'NoSketch'"):
+        read_model(broken["extrude sketch"], "m")
+    with pytest.raises(CADError, match=rf"extrude {EXTRUDE1} profiles\[0\]\.profile names profile 'JZZ', "
+                                       rf"which sketch '{SKETCH1}' does not have"):
+        read_model(broken["extrude profile"], "m")
+
+
+def test_a_dangling_reference_is_counted_by_extract(deepcad_dir, tmp_path):
+    from cadvlm.extract import ExtractConfig, extract
+
+    data = load(deepcad_dir, "00003877")
+    raw = tmp_path / "raw" / "0000"
+    raw.mkdir(parents=True)
+    (raw / "00000001.json").write_text(json.dumps(data))
+    for n, (_, _, broken) in enumerate(_dangling(data), start=2):
+        (raw / f"{n:08d}.json").write_text(json.dumps(broken))
+    m = extract(ExtractConfig(tmp_path / "raw", tmp_path / "out", {"train": 20, "validation": 20, "test": 20}, workers=1))
+    assert m["skipped"] == {"bad_reference": 9} and sum(m["selected"].values()) == 1
+
+
+def test_curve_ids_are_labels_shared_by_the_profiles_of_a_sketch(deepcad_dir):
+    """What the format's `curve` ids are, on the real files: the id of the sketch curve a profile
+    curve was taken from, with the curve written out in full each time (no curve table to resolve
+    against). Shared ids carry the same geometry; the reader does not depend on them."""
+    shared = 0
+    for path in sorted((deepcad_dir / "json").glob("*.json")):
+        d = json.loads(path.read_text())
+        for ent in d["entities"].values():
+            assert "curves" not in ent
+            if ent["type"] != "Sketch":
+                continue
+            seen = {}
+            for prof in ent["profiles"].values():
+                for lp in prof["loops"]:
+                    for c in lp["profile_curves"]:
+                        assert isinstance(c["curve"], str)
+                        shared += c["curve"] in seen
+                        assert seen.setdefault(c["curve"], c) == c, path.name
+    assert shared > 0
+    data = load(deepcad_dir, "00003877")
+    relabelled = copy.deepcopy(data)
+    for c in relabelled["entities"][SKETCH0]["profiles"]["JGC"]["loops"][0]["profile_curves"]:
+        c["curve"] = "anything"
+    assert model_to_json(read_model(relabelled, "x")) == model_to_json(read_model(data, "x"))

@@ -5,6 +5,13 @@ profile (NewBody then Join), the outer loop found geometrically (the file's `is_
 true), curves chained end to start, arcs from centre / reference vector / sweep, Symmetric and
 TwoSides extents, unreferenced sketches ignored. Every failure is a CADError whose `reason` is a
 short key that batch stages count.
+
+Every reference must resolve, or the reason is `bad_reference` (naming the model, the referrer and
+the missing id): each `sequence` item's entity must exist with the type the item gives, and each
+extrude's `profiles[].sketch` must be a Sketch entity that has `profiles[].profile`. Curves are not
+referenced: a profile curve's `curve` field is the id of the sketch curve it was taken from, but
+the curve itself is written out in full in every profile that uses it (no file has a curve table),
+so that id is a label, not a link, and the reader does not use it.
 """
 
 from __future__ import annotations
@@ -115,19 +122,30 @@ def _xyz(d, key: str, what: str) -> np.ndarray:
     return np.array([_num(_get(p, c, f"{what}.{key}"), f"{what}.{key}.{c}") for c in "xyz"])
 
 
+def _entity(entities: dict, ent_id, kind: str, what: str) -> dict:
+    """The entity `ent_id` names, which must exist and be a `kind`: CADError('bad_reference') if not."""
+    if not isinstance(ent_id, str) or ent_id not in entities:
+        raise CADError("bad_reference", f"{what} names entity {ent_id!r}, which is not in 'entities'")
+    ent = entities[ent_id]
+    got = ent.get("type") if isinstance(ent, dict) else type(ent).__name__
+    if got != kind:
+        raise CADError("bad_reference", f"{what} names entity {ent_id!r} as a {kind}, but it is a {got!r}")
+    return ent
+
+
 def _read(data: dict, check_crossing: bool = True) -> CADModel:
     entities = _get(data, "entities", "model")
     sequence = _get(data, "sequence", "model")
     if not isinstance(entities, dict) or not isinstance(sequence, list):
         raise CADError("missing_key", "'entities' must be an object and 'sequence' a list")
     extrudes: list[Extrude] = []
-    for step in sequence:
-        if _get(step, "type", "sequence item") != "ExtrudeFeature":
-            continue
-        ent_id = _get(step, "entity", "sequence item")
-        if ent_id not in entities:
-            raise CADError("missing_key", f"sequence names unknown entity {ent_id!r}")
-        extrudes.extend(_read_extrude(entities, entities[ent_id], ent_id, check_crossing))
+    for k, step in enumerate(sequence):
+        what = f"sequence item {k}"
+        kind = _get(step, "type", what)
+        ent_id = _get(step, "entity", what)
+        ent = _entity(entities, ent_id, kind, f"{what} ({kind})")  # every step, sketches included
+        if kind == "ExtrudeFeature":
+            extrudes.extend(_read_extrude(entities, ent, ent_id, check_crossing))
     if not extrudes:
         raise CADError("no_extrude", "no extrude with a profile: nothing to build")
     bbox = None
@@ -165,13 +183,14 @@ def _read_extrude(entities: dict, ent: dict, ent_id: str, check_crossing: bool =
     for i, ref in enumerate(refs):
         sketch_id = _get(ref, "sketch", what)
         profile_id = _get(ref, "profile", what)
-        sketch = entities.get(sketch_id)
-        if not isinstance(sketch, dict):
-            raise CADError("missing_key", f"{what} names unknown sketch {sketch_id!r}")
+        sketch = _entity(entities, sketch_id, "Sketch", f"{what} profiles[{i}].sketch")
         plane = read_plane(_get(sketch, "transform", f"sketch {sketch_id}"), f"sketch {sketch_id}")
         profiles = _get(sketch, "profiles", f"sketch {sketch_id}")
-        if not isinstance(profiles, dict) or profile_id not in profiles:
-            raise CADError("missing_key", f"sketch {sketch_id} has no profile {profile_id!r}")
+        if not isinstance(profiles, dict):
+            raise CADError("missing_key", f"sketch {sketch_id}: 'profiles' is not an object")
+        if not isinstance(profile_id, str) or profile_id not in profiles:
+            raise CADError("bad_reference", f"{what} profiles[{i}].profile names profile {profile_id!r}, "
+                                            f"which sketch {sketch_id!r} does not have")
         profile = _read_profile(profiles[profile_id], f"sketch {sketch_id} profile {profile_id}", check_crossing)
         op = Operation.JOIN if (i > 0 and operation == Operation.NEW_BODY) else operation
         extrude = Extrude(plane, profile, op, extent_type, e1, e2)
