@@ -30,4 +30,23 @@ if ! python -c "import torch" 2>/dev/null; then
     fi
 fi
 pip install -q -e ".[dev]"
+
+# cadvlm serve: the page's 3-D viewer (@google/model-viewer) and /docs (swagger-ui) come from npm into
+# web/node_modules (git-ignored; pinned by web/package-lock.json, no install scripts run), and the
+# browser test drives headless Chromium, both installed only when missing.
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+web_need=()
+command -v npm >/dev/null 2>&1 || web_need+=(npm)
+for pkg in chromium chromium-driver; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || web_need+=("$pkg")
+done
+if [ ${#web_need[@]} -gt 0 ]; then
+    echo "setup: installing ${web_need[*]} (serve page and its browser test)"
+    if ! { $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${web_need[@]}"; }; then
+        echo "setup: WARNING: could not install ${web_need[*]}; the serve browser test will be skipped" >&2
+    fi
+fi
+if [ ! -f web/node_modules/@google/model-viewer/dist/model-viewer.min.js ] && command -v npm >/dev/null 2>&1; then
+    (cd web && npm ci --omit=peer --ignore-scripts --no-audit --no-fund --loglevel=error)
+fi
 echo "setup: done ($(python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'))"

@@ -94,7 +94,10 @@ def format_value(value, current=None) -> str:
         return repr(float(value))
     if isinstance(value, int):
         return str(value)
-    text = str(value).replace("\\", "\\\\").replace("'", "\\'")
+    # Hydra's quoted strings: a quote is escaped with a backslash, and backslashes need doubling
+    # only where they come before a quote (or before the closing one); elsewhere they are literal.
+    text = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", str(value))
+    text = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, text)
     return f"'{text}'"
 
 
@@ -120,6 +123,8 @@ def check_overrides(params: dict, overrides) -> list[str]:
         texts = value if isinstance(value, list) else [value]
         if any(isinstance(t, str) and (len(t) > MAX_STRING or any(ord(c) < 32 for c in t)) for t in texts):
             raise ExperimentError(f"param {key!r}: strings must be one line of at most {MAX_STRING} characters")
+        if any(isinstance(t, str) and "${" in t for t in texts):  # DVC would resolve it as an interpolation
+            raise ExperimentError(f"param {key!r}: `${{` (an interpolation) is not allowed in a value")
         args += ["-S", f"{key}={format_value(value, current)}"]
     return args
 
@@ -168,7 +173,7 @@ def summarize_show(data) -> list[dict]:
     """`dvc exp show --json` as one flat row per baseline or experiment: name, rev, status, params, metrics."""
     rows = []
 
-    def row(entry, baseline=None):
+    def row(entry, baseline=None, executor=None):
         d = entry.get("data") or {}
         params = {}
         for file, content in (d.get("params") or {}).items():
@@ -178,14 +183,15 @@ def summarize_show(data) -> list[dict]:
         for file, content in (d.get("metrics") or {}).items():
             metrics.update({f"{file}:{k}": v for k, v in _flatten((content or {}).get("data")).items()})
         return {"name": entry.get("name") or d.get("rev") or entry.get("rev"), "rev": d.get("rev") or entry.get("rev"),
-                "baseline": baseline, "status": d.get("status"), "timestamp": d.get("timestamp"),
+                "baseline": baseline, "status": (executor or {}).get("state") or d.get("status"),
+                "timestamp": d.get("timestamp"),
                 "params": params, "metrics": metrics}
 
     for base in data or []:
         rows.append(row(base))
         for exp in base.get("experiments") or []:
             for rev in exp.get("revs") or []:
-                rows.append(row(rev, baseline=base.get("name") or base.get("rev")))
+                rows.append(row(rev, baseline=base.get("name") or base.get("rev"), executor=exp.get("executor")))
     return rows
 
 

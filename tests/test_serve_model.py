@@ -1,0 +1,60 @@
+"""`cadvlm serve` with a real (tiny, untrained) model folder: the model is loaded in the background,
+/readyz turns 200, and concurrent requests are generated in shared batches by the real
+`generate_code`. The answers are noise, so they come back as 200 with an invalid status.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from serve_helpers import ServerThread, png_bytes
+
+pytestmark = pytest.mark.slow
+requests = pytest.importorskip("requests")
+
+TINY = {"vocab_size": 300, "image_size": 32, "patch_size": 16, "vision_hidden_size": 32, "vision_layers": 1,
+        "vision_heads": 2, "hidden_size": 32, "intermediate_size": 64, "layers": 1, "heads": 2,
+        "max_position_embeddings": 512}
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    pytest.importorskip("torch")
+    from cadvlm.model.manifest import ModelManifest
+    from cadvlm.model.tiny import build_tiny_base
+
+    d = tmp_path_factory.mktemp("models")
+    texts = ["SketchPlane0 = add_sketchplane(origin= [0., 0., 0.], normal= [0., 0., 1.], x_axis= [1., 0., 0.])",
+             "Write OpenECAD-style CAD code that produces the solid drawn in four views."] * 20
+    build_tiny_base(d, texts, TINY, seed=0)
+    ModelManifest("full", None, render={"size": 64}).write(d)
+    return d
+
+
+def test_real_model_loads_and_batches(tiny_model_dir, tmp_path):
+    from cadvlm.serve.app import create_app
+    from cadvlm.serve.config import ServeConfig
+
+    cfg = ServeConfig(model_dir=tiny_model_dir, results_dir=tmp_path / "results", workers=1, device="cpu",
+                      max_wait_ms=100, max_new_tokens=16, api_token="", project_dir=tmp_path)
+    app = create_app(cfg)
+    with ServerThread(app) as s:
+        assert requests.get(s.url + "/healthz", timeout=5).status_code == 200
+        deadline = time.time() + 120
+        while requests.get(s.url + "/readyz", timeout=5).status_code != 200:
+            assert time.time() < deadline, requests.get(s.url + "/readyz", timeout=5).json()
+            time.sleep(0.2)
+        body = png_bytes((128, 128))
+        with ThreadPoolExecutor(4) as pool:
+            rs = list(pool.map(lambda _: requests.post(s.url + "/v1/predict", timeout=120,
+                                                       files={"image": ("s.png", body, "image/png")}), range(4)))
+        for r in rs:
+            assert r.status_code == 200, r.text
+            j = r.json()
+            assert j["status"] in ("no_code", "parse_error", "build_error", "empty_solid", "invalid_solid")
+            assert j["answer"] is not None and j["format"] == "openecad" and j["timings_ms"]["generate"] > 0
+        assert max(r.json()["batch_size"] for r in rs) >= 2  # the four shared generate() calls
+        metrics = requests.get(s.url + "/metrics", timeout=5).text
+        assert "cadvlm_model_ready 1.0" in metrics
