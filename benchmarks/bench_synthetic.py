@@ -1,19 +1,23 @@
-"""Synthetic generator speed, one core: drawing (no solid), validation, and the whole model.
+"""Synthetic generator speed: one core per step (drawing, validation, the whole model), then the
+stage's own path (write_dataset: time-limited sandbox workers, files written) in wall-clock time.
 
-Usage: python benchmarks/bench_synthetic.py [--n 200] [--seed 0]
+Usage: python benchmarks/bench_synthetic.py [--n 200] [--seed 0] [--dataset 200] [--workers 1 2]
 Prints milliseconds per model for each step and models per second overall, plus how often a
-draw is rejected and why. Figures only; no asserts (the machine may be shared).
+draw is rejected and why, and write_dataset's models per second for each worker count (worker
+start-up included). Figures only; no asserts (the machine may be shared).
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from collections import Counter
 
 import numpy as np
 
 from cadvlm.cad.model import CADModel
+from cadvlm.synth import write_dataset
 from cadvlm.synth.generate import SynthConfig, compose, draw_extrude_count, generate, to_metres, validate
 
 
@@ -21,6 +25,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dataset", type=int, default=200, help="models for the write_dataset timing (0: skip it)")
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = ap.parse_args()
     cfg = SynthConfig()
 
@@ -57,6 +63,13 @@ def main() -> None:
     print(f"  validate + no-op extrude check {1000 * t_effect / n:7.2f} ms/model")
     print(f"  generate (with retries)        {1000 * t_all / n:7.2f} ms/model = {n / t_all:.1f} models/s")
     print(f"  first draws rejected: {dict(fails) or 0};  attempts per model: {dict(sorted(attempts.items()))}")
+    for w in args.workers if args.dataset else ():
+        with tempfile.TemporaryDirectory() as tmp:
+            t = time.perf_counter()
+            write_dataset(tmp, args.dataset, args.seed, cfg, workers=w, progress=False)
+            wall = time.perf_counter() - t
+        print(f"  write_dataset, {args.dataset} models, {w} worker(s): {wall:6.1f} s wall = "
+              f"{args.dataset / wall:.1f} models/s (sandbox start-up included)")
 
 
 if __name__ == "__main__":

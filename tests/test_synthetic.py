@@ -2,6 +2,7 @@
 
 import json
 import runpy
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +13,10 @@ from cadvlm.cad.limits import check_limits
 from cadvlm.cad.model import Arc, CADError, Circle, Line
 from cadvlm.geometry.solid import build_solid, count, is_valid
 from cadvlm.synth import SynthConfig, generate, model_id, model_json_text, write_dataset
+from cadvlm.synth import dataset
 from cadvlm.synth import shapes as sh
 from cadvlm.synth.frames import CANON_X
-from cadvlm.synth.generate import round_floats
+from cadvlm.synth.generate import FEATURE_ADDERS, FEATURES, round_floats
 from cadvlm.synth.stats import StatsAccumulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,11 +58,38 @@ def test_growing_the_set_keeps_earlier_files(tmp_path):
 
 
 def test_parallel_workers_write_the_same_bytes(tmp_path):
-    write_dataset(tmp_path / "one", 6, seed=1, workers=1, progress=False)
+    m1 = write_dataset(tmp_path / "one", 6, seed=1, workers=1, progress=False)
     m = write_dataset(tmp_path / "two", 6, seed=1, workers=2, progress=False)
     for p in (tmp_path / "one").glob("*.json"):
         assert p.read_bytes() == (tmp_path / "two" / p.name).read_bytes()
     assert m["models"] == 6
+    assert m == m1  # the statistics too: results are counted in index order, whoever finishes first
+
+
+def _never_finishes_model_2(args):
+    """A synthesize task whose model 2 never comes back (stands for a boolean that runs for hours)."""
+    if args[0] == 2:
+        time.sleep(3600)
+    return dataset._generate_one(args)
+
+
+@pytest.mark.timeout(180)
+def test_a_model_past_the_time_limit_is_killed_and_counted(tmp_path, monkeypatch):
+    (tmp_path / "s0000002.json").write_text("{}")  # model 2's file from an earlier run must not survive
+    monkeypatch.setattr(dataset, "_generate_one", _never_finishes_model_2)  # sent to the workers by name
+    t = time.perf_counter()
+    m = write_dataset(tmp_path, 4, seed=0, workers=2, progress=False, timeout_s=8)
+    assert time.perf_counter() - t < 120  # the stage goes on: the stuck worker is killed at the limit
+    assert m["models"] == 3 and m["skipped"] == {"timeout": 1}
+    assert sorted(p.stem for p in tmp_path.glob("*.json")) == [model_id(i) for i in (0, 1, 3)]
+    for i in (0, 1, 3):
+        assert (tmp_path / f"{model_id(i)}.json").read_text() == model_json_text(i, seed=0)
+
+
+def test_a_limit_no_model_can_meet_skips_them_all(tmp_path):
+    m = write_dataset(tmp_path, 3, seed=0, workers=1, progress=False, timeout_s=0.001)
+    assert m["models"] == 0 and m["skipped"] == {"timeout": 3}
+    assert not list(tmp_path.glob("*.json"))
 
 
 # ------------------------------------------------------------------ validity
@@ -184,6 +213,10 @@ def test_stage_writes_files_and_metrics(tmp_path, monkeypatch):
     m = json.loads((tmp_path / "metrics" / "synthesize.json").read_text())
     assert m["models"] == 5 and sum(m["extrudes_per_model"].values()) == 5
     assert files[0].read_text() == model_json_text(0, 0, SynthConfig(imperial_fraction=0.5))
+
+
+def test_every_feature_has_its_adder():
+    assert list(FEATURE_ADDERS) == list(FEATURES)
 
 
 def test_config_from_params_ignores_stage_keys():
