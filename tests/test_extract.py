@@ -113,5 +113,5 @@ def test_a_model_past_the_time_limit_is_killed_and_skipped(tmp_path):
     assert time.perf_counter() - t < 120
     assert m["skipped"] == {"timeout": 1} and sum(m["selected"].values()) == 39
     chosen = json.loads((tmp_path / "out" / "split.json").read_text())
-    assert slow not in sum(chosen.values(), []) and m["solids_built"] == m["files_parsed"] == 40
+    assert slow not in [i for ids in chosen.values() for i in ids] and m["solids_built"] == m["files_parsed"] == 40
     assert chosen == _first_valid_in_rank_order(raw, sizes, 0, {slow})

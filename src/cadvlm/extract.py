@@ -4,7 +4,11 @@ A model's place in line is a hash of (seed, id), so the choice does not depend o
 listed, and growing a split from N to 2N keeps the first N (render then only renders the new
 ones). Without a split file a model's split is also fixed by its hash. Candidates are validated
 lazily in that order, in parallel, until every split has its quota: a 178K-file folder is listed
-(names only) but only as many files are parsed as it takes.
+(names only, one listing) but only as many files are parsed as it takes, plus the few in flight
+when a quota is met. Validation (parse, limits, OpenCascade solid) runs in the time-limited
+sandbox render uses (cadvlm.sandbox): a model whose build hangs past `timeout_s` is killed and
+skipped as `timeout`, one that kills its worker as `worker_crashed`. However the results arrive,
+the subset is the first N valid models of each split in rank order.
 """
 
 from __future__ import annotations
@@ -74,14 +78,14 @@ def _check(raw_dir, model_id: str, limits: Limits) -> tuple[str | None, bool]:
         check_limits(model, limits)
     except CADError as exc:
         return exc.reason, False
-    except Exception as exc:  # a bug must not take the batch down, but it must be counted
+    except Exception as exc:  # noqa: BLE001 - a bug must not take the batch down, but it is counted
         return f"unexpected_{type(exc).__name__}", False
     try:
         build_solid(model)
         return None, True
     except CADError as exc:
         return exc.reason, True
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - OCC's Standard_Failure and friends: counted
         return f"unexpected_{type(exc).__name__}", True
 
 
