@@ -15,7 +15,12 @@ Output folder (-o): input.png (exactly what the model saw), answer.txt (the raw 
 part.py (the code; the raw answer when it holds no code block), and when the code builds a valid
 solid: part.step, part.stl, part_views.png (STEP and STL in millimetres; compact code carries no
 scale, so its part is sized to --longest-mm on its longest side). The code is parsed safely (never executed) and built
-in a worker process with a time limit. Exit status: 0 = part written, 1 = the code does not
+in a worker process with a time limit.
+
+With --samples N (render-and-compare, `cadvlm.render_compare`), N answers are also sampled
+(--temperature, --seed) and, of those and the greedy one, the answer whose rebuilt part's views
+best match the input picture is kept; candidates.json lists every candidate with its silhouette
+IoU and the one chosen. Exit status: 0 = part written, 1 = the code does not
 build (reason printed; answer and code are still written), 2 = bad input or no model.
 """
 
@@ -146,6 +151,11 @@ def add_arguments_predict(p) -> None:
                    help="longest side of the part when the code has no scale (compact format; default 100)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when present)")
     p.add_argument("--cpu-threads", type=int, default=0, help="torch threads on a CPU (0: one for small models)")
+    p.add_argument("--samples", type=int, default=0, metavar="N",
+                   help="render-and-compare: also sample N answers and keep the one (greedy included) whose "
+                        "rebuilt part's views best match the picture (default 0: greedy only)")
+    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature for --samples (default 0.7)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed for --samples (default 0)")
 
 
 def _input_picture(args, manifest, size: int):
@@ -178,8 +188,9 @@ def _input_picture(args, manifest, size: int):
     return Image.fromarray(picture).convert("RGB"), view
 
 
-def cmd_predict(args, generate=None) -> int:
-    """`generate(image, prompt, max_new_tokens) -> answer` replaces the trained model (tests)."""
+def cmd_predict(args, generate=None, sample=None) -> int:
+    """`generate(image, prompt, max_new_tokens) -> answer` and `sample(image, prompt, n) -> [answers]`
+    replace the trained model (tests)."""
     from cadvlm.model.manifest import ManifestError, ModelManifest
 
     try:
@@ -195,14 +206,15 @@ def cmd_predict(args, generate=None) -> int:
         return 2
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("part.step", "part.stl", "part_views.png"):  # never leave an older part beside new code
+    for stale in ("part.step", "part.stl", "part_views.png", "candidates.json"):  # nothing older beside new code
         (out / stale).unlink(missing_ok=True)
     picture.save(out / "input.png")
     prompt = args.prompt or manifest.prompt(view)
 
+    n_samples = max(0, int(getattr(args, "samples", 0) or 0))
     if generate is None:
         try:
-            from cadvlm.model.generate import generate_code, set_cpu_threads
+            from cadvlm.model.generate import generate_code, sample_code, set_cpu_threads
             from cadvlm.model.load import load_trained
 
             model, processor = load_trained(args.model, device=args.device)
@@ -211,22 +223,54 @@ def cmd_predict(args, generate=None) -> int:
             return 2
         set_cpu_threads(model, args.cpu_threads)
         answer = generate_code(model, processor, [picture], prompt, args.max_new_tokens, 1)[0]
+        if n_samples:
+            sampled = sample_code(model, processor, picture, prompt, n_samples, args.max_new_tokens,
+                                  args.temperature, args.seed)
     else:
         answer = generate(picture, prompt, args.max_new_tokens)
-    (out / "answer.txt").write_text(answer, encoding="utf-8")
+        if n_samples:
+            sampled = list(sample(picture, prompt, n_samples)) if sample else []
     code = manifest.code  # the language the model was trained to write
+    from cadvlm.sandbox import TimeLimitedPool
+
+    pool = TimeLimitedPool(1, args.timeout, warmup=("cadvlm.predict", "cadvlm.rebuild", "cadvlm.geometry.solid",
+                                                     "cadvlm.geometry.mesh") + (RAC_WARMUP if n_samples else ()))
+    with pool:
+        if n_samples:
+            answer = _render_compare(pool, picture, [answer] + sampled, code, manifest, view, out)
+        result = _build(pool, answer, code, out, size, args)
+    (out / "answer.txt").write_text(answer, encoding="utf-8")
+    return _report(result, code, out)
+
+
+RAC_WARMUP = ("cadvlm.render_compare", "cadvlm.render.views", "cadvlm.render.pipeline")
+
+
+def _render_compare(pool, picture, candidates: list[str], code, manifest, view, out: Path) -> str:
+    """The candidate whose rebuilt part looks most like the picture; all of them in candidates.json."""
+    import json
+
+    from cadvlm.render_compare import best_of
+
+    choice = best_of(pool, picture, candidates, code, manifest.render_params(), view)
+    (out / "candidates.json").write_text(json.dumps(
+        {"chosen": choice.index, "candidates": [{"answer": a, "silhouette_iou": s}
+                                                for a, s in zip(candidates, choice.scores)]}, indent=1) + "\n")
+    best = choice.scores[choice.index]
+    print(f"render-and-compare: candidate {choice.index} of {len(candidates)} (0 = greedy), silhouette IoU "
+          f"{'-' if best is None else f'{best:.3f}'}; {choice.n_built} distinct candidates built", file=sys.stderr)
+    return choice.answer
+
+
+def _build(pool, answer: str, code, out: Path, size: int, args) -> dict:
+    """Write part.py, then build and export the part in the pool -> the result dict."""
     try:
         text = code.code_of(answer)
     except CADError:
         text = answer  # no usable block: keep what the model said, for inspection
     (out / "part.py").write_text(text if text.endswith("\n") or not text else text + "\n", encoding="utf-8")
-
-    from cadvlm.sandbox import TimeLimitedPool
-
     task = {"answer": answer, "out_dir": str(out), "size": size, "code": code, "longest_mm": args.longest_mm}
-    with TimeLimitedPool(1, args.timeout, warmup=("cadvlm.predict", "cadvlm.rebuild", "cadvlm.geometry.solid",
-                                                  "cadvlm.geometry.mesh")) as pool:
-        outcome = next(iter(pool.run(build_outputs, [task])))
+    outcome = next(iter(pool.run(build_outputs, [task])))
     if outcome.status == "ok":
         result = outcome.value
     elif outcome.status == "timeout":
@@ -234,6 +278,10 @@ def cmd_predict(args, generate=None) -> int:
     else:
         result = {"ok": False, "reason": "crash" if outcome.status == "crash" else "build_error",
                   "detail": outcome.error}
+    return result
+
+
+def _report(result: dict, code, out: Path) -> int:
     if not result["ok"]:
         for stale in ("part.step", "part.stl", "part_views.png"):
             (out / stale).unlink(missing_ok=True)

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import Trainer, TrainerCallback, TrainingArguments, enable_full_determinism, set_seed
 
 from cadvlm.data.collator import VisionTextCollator
 from cadvlm.data.conversations import ConversationDataset, fingerprint, load_conversations
@@ -58,8 +58,9 @@ def train(params: dict, data_dir: str | Path, image_root: str | Path, model_dir:
     val_recs = load_conversations(data_dir / "val.json", image_root)
     run_id = _run_fingerprint(params, train_recs, val_recs)
 
-    # 2. Seed, then the base model and its processor.
-    set_seed(seed)
+    # 2. Seed (and fix what else decides the bytes), then the base model and its processor.
+    on_gpu = torch.cuda.is_available()
+    threads = make_deterministic(seed, pt, on_gpu)
     base = pm["base"]
     if base == "tiny":
         # Built on the train split's texts, saved, then loaded through the same path as any hub model.
@@ -68,7 +69,6 @@ def train(params: dict, data_dir: str | Path, image_root: str | Path, model_dir:
             if state.is_main_process:
                 build_tiny_base(base, [r.answer for r in train_recs] + [r.prompt for r in train_recs],
                                 pm.get("tiny"), seed)
-    on_gpu = torch.cuda.is_available()
     # Full fine-tuning keeps float32 master weights (bf16 autocast on GPU); LoRA freezes the base in bf16.
     dtype = torch.bfloat16 if on_gpu and pt["method"] == "lora" else torch.float32
     model, processor = load_base(base, dtype=dtype, attn_implementation=pm.get("attn_implementation"))
@@ -157,6 +157,7 @@ def train(params: dict, data_dir: str | Path, image_root: str | Path, model_dir:
 
     metrics = _metrics(trainer.state.log_history, result.metrics, speed, train_ds, val_ds, n_params,
                        n_trainable, resume_step, time.time() - t_stage)
+    metrics["cpu_threads"] = threads
     if metrics_path and state.is_main_process:
         Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
         Path(metrics_path).write_text(json.dumps(metrics, indent=2) + "\n")
@@ -166,6 +167,30 @@ def train(params: dict, data_dir: str | Path, image_root: str | Path, model_dir:
 # ----------------------------------------------------------------------------------------------
 # Helpers (kept below so that `train` reads as the recipe).
 # ----------------------------------------------------------------------------------------------
+
+def make_deterministic(seed: int, pt: dict, on_gpu: bool) -> int | None:
+    """Seed everything and fix what else decides the weights' bytes; returns the CPU thread count
+    (None on a GPU).
+
+    Same machine, same params, same data -> the same weights, byte for byte. Seeds: Python,
+    numpy and torch (the data order of the length-grouped sampler and dropout draw from torch's
+    generator; DataLoader workers are seeded by the Trainer from it). On a CPU the float sums of
+    a matrix product depend on how many threads split them, so the count is fixed
+    (`train.cpu_threads`: 1 and 2 threads give different weights). `train.deterministic` turns
+    on deterministic kernels (`transformers.enable_full_determinism`): free on a CPU; on a GPU it
+    costs speed, and an op without a deterministic kernel warns instead of failing there.
+    """
+    threads = None
+    if not on_gpu:
+        if int(pt.get("cpu_threads", 0)) > 0:
+            torch.set_num_threads(int(pt["cpu_threads"]))
+        threads = torch.get_num_threads()
+    if pt.get("deterministic", True):
+        enable_full_determinism(seed, warn_only=on_gpu)
+    else:
+        set_seed(seed)
+    return threads
+
 
 class LengthGroupedTrainer(Trainer):
     """Trainer whose length-grouped sampler uses the dataset's precomputed token counts.

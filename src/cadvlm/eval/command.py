@@ -86,7 +86,7 @@ def cmd_score(args) -> int:
             samples.append({"id": i, "method": "oracle", "answer": oracle_answer(Path(truth), i, code), "truth": truth})
     print(f"scoring {len(ids)} answers as {code.describe()}", file=sys.stderr)
     rows = score_answers(samples, ScoreConfig(workers=args.workers, timeout_s=args.timeout, seed=args.seed), code)
-    summary = summarise_methods(rows, ["model", "oracle"])
+    summary = summarise_methods(rows, ["model", "oracle"], seed=args.seed)
     for m, s in summary.items():
         print(format_summary(m, s))
     skipped = sum(1 for r in rows if r["status"] == TRUTH_ERROR and r["method"] == "model")

@@ -15,12 +15,13 @@ import statistics
 from pathlib import Path
 
 from cadvlm.codec.format import CodeFormat
+from cadvlm.eval.intervals import RESAMPLES, method_intervals
 from cadvlm.eval.scoring import TRUTH_ERROR
 from cadvlm.metrics import COMMAND_KEYS
 from cadvlm.rebuild import INVALID_REASONS
 
 CSV_FIELDS = ("id", "method", "status", "chamfer", "iou", "iou_exact") + COMMAND_KEYS + (
-    "pred_extrudes", "truth_extrudes", "pred_curves", "truth_curves", "detail")
+    "pred_extrudes", "truth_extrudes", "pred_curves", "truth_curves", "truth_ops", "truth_curve_types", "detail")
 SHEET_VIEW_PX = 96  # one view; a sample shows the truth's 2x2 views beside the prediction's
 SHEET_COLUMNS = 4
 
@@ -38,8 +39,9 @@ def rounded(x, digits: int = 6):
     return float(f"{x:.{digits}g}")
 
 
-def summarise(rows: list[dict]) -> dict:
-    """Aggregate per-sample rows of one method into the metrics of DESIGN.md "Evaluation"."""
+def summarise(rows: list[dict], seed: int = 0, resamples: int = RESAMPLES) -> dict:
+    """Aggregate per-sample rows of one method into the metrics of DESIGN.md "Evaluation", with
+    bootstrap 95% intervals (`cadvlm.eval.intervals`; seeded, `resamples` 0 = none)."""
     scored = [r for r in rows if r["status"] != TRUTH_ERROR]
     valid = [r for r in scored if r["status"] == "ok"]
     n = len(scored)
@@ -66,15 +68,20 @@ def summarise(rows: list[dict]) -> dict:
         "command_accuracy": {k: rounded(statistics.fmean(r[k] for r in parsed)) if parsed else None
                              for k in COMMAND_KEYS},
     }
+    if resamples > 0:
+        out.update(method_intervals([r["chamfer"] for r in valid], [r["iou"] for r in valid],
+                                    [r["iou"] if r["status"] == "ok" else 0.0 for r in scored],
+                                    [0.0 if r["status"] == "ok" else 1.0 for r in scored], seed, resamples,
+                                    rounded))
     skipped = len(rows) - n
     if skipped:
         out["n_truth_errors"] = skipped
     return out
 
 
-def summarise_methods(rows: list[dict], methods) -> dict:
+def summarise_methods(rows: list[dict], methods, seed: int = 0, resamples: int = RESAMPLES) -> dict:
     """{method: summary} for the methods present in rows, in the given order."""
-    return {m: summarise([r for r in rows if r["method"] == m]) for m in methods
+    return {m: summarise([r for r in rows if r["method"] == m], seed, resamples) for m in methods
             if any(r["method"] == m for r in rows)}
 
 
@@ -111,11 +118,16 @@ def format_summary(name: str, s: dict) -> str:
     def f(x, spec):
         return "-" if x is None else format(x, spec)
 
+    def ci(key, k=1.0, spec=".3g"):
+        v = s.get(key)
+        return "" if not v else f" [{format(k * v[0], spec)}, {format(k * v[1], spec)}]"
+
     reasons = ", ".join(f"{k} {v}" for k, v in s["invalid_by_reason"].items() if v) or "none"
     ca = s["command_accuracy"]
     return (f"{name:>9}: n {s['n']:4d}  invalid {f(s['invalid_ratio'] and 100 * s['invalid_ratio'], '5.1f')}% "
-            f"({reasons})  CD x1000 median {f(s['chamfer_median'], '.4f')} mean {f(s['chamfer_mean'], '.4f')}  "
-            f"IoU mean {f(s['iou_mean'] and 100 * s['iou_mean'], '.1f')}%  "
+            f"({reasons})  CD x1000 median {f(s['chamfer_median'], '.4f')}{ci('chamfer_median_ci95')} "
+            f"mean {f(s['chamfer_mean'], '.4f')}  "
+            f"IoU mean {f(s['iou_mean'] and 100 * s['iou_mean'], '.1f')}%{ci('iou_mean_ci95', 100, '.1f')}  "
             f"cmd acc {f(ca['command'], '.3f')} (parsed {s['n_parsed']})")
 
 

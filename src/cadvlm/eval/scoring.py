@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from cadvlm.cad.model import CADError
 from cadvlm.codec.format import CodeFormat
+from cadvlm.eval.families import curve_types_kind, operations_kind
 from cadvlm.metrics import CHAMFER_POINTS, COMMAND_KEYS
 
 # A truth that cannot be built is the dataset's fault: such samples are left out and counted.
@@ -34,14 +35,14 @@ class ScoreConfig:
     progress: bool = True
 
 
-def make_pool(cfg: ScoreConfig):
+def make_pool(cfg: ScoreConfig, extra_warmup: tuple = ()):
     """The worker pool; workers import what a task needs before they report ready, so the time
     limit counts the task only."""
     from cadvlm.sandbox import TimeLimitedPool
 
     return TimeLimitedPool(cfg.workers, cfg.timeout_s, warmup=(
         "cadvlm.eval.scoring", "cadvlm.eval.report", "cadvlm.rebuild", "cadvlm.metrics", "cadvlm.codec.format",
-        "cadvlm.geometry.solid", "cadvlm.geometry.mesh", "OCP.BRepAlgoAPI"))
+        "cadvlm.geometry.solid", "cadvlm.geometry.mesh", "OCP.BRepAlgoAPI") + tuple(extra_warmup))
 
 
 def progress_bar(total: int, desc: str, enabled: bool):
@@ -109,7 +110,7 @@ def prepare_answer(answer: str, model_id: str, seed: int, n_points: int, code: C
 def empty_row(sid: str, method: str) -> dict:
     row = {"id": sid, "method": method, "status": "", "detail": "", "chamfer": None, "iou": None,
            "iou_exact": None, "pred_extrudes": None, "truth_extrudes": None, "pred_curves": None,
-           "truth_curves": None}
+           "truth_curves": None, "truth_ops": None, "truth_curve_types": None}
     row.update({k: None for k in COMMAND_KEYS})
     return row
 
@@ -131,6 +132,7 @@ def score_task(task: dict) -> dict:
         return row
     row["truth_extrudes"] = len(truth_model.extrudes)
     row["truth_curves"] = truth_model.n_curves()
+    row["truth_ops"], row["truth_curve_types"] = operations_kind(truth_model), curve_types_kind(truth_model)
     if task.get("cache"):  # the same answer for every sample: build it once per worker
         digest = hashlib.blake2b(task["answer"].encode(), digest_size=16).digest()
         model, pred, reason, detail = _lru_get(

@@ -2,22 +2,38 @@
 
 The answers' language comes from the model folder's manifest (what the model was trained to
 write), and every sample's ground truth from the model id the convert stage wrote on it.
+
+Methods, each scored the same way (`cadvlm.eval.scoring`): `model` (greedy answers), `rac`
+(render-and-compare over the greedy answer and `rac_samples` sampled ones, off by default:
+`cadvlm.render_compare`), and the baselines `oracle`, `constant`, `nearest`
+(`cadvlm.eval.baselines`). Every method's summary carries bootstrap 95% intervals
+(`cadvlm.eval.intervals`); the per-family table (`cadvlm.eval.families`) says where each does
+well. With `real_dir` set, the same methods are also scored on a folder of DeepCAD JSON parts,
+rendered as the model's training pictures were (`cadvlm.eval.real`), into metrics/eval_real.json.
+
+Files whose bytes depend only on the inputs: eval.json, eval_real.json, eval_families.json,
+samples.csv, real_samples.csv, families.csv, generations.jsonl, compare.png. Seconds (how long
+each method took per part) go to eval_timing.json, which changes on every run.
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from cadvlm.eval.baselines import candidate_answers, choose_constant, nearest_answers, oracle_answer
+from cadvlm.eval.families import write_families
+from cadvlm.eval.intervals import RESAMPLES
 from cadvlm.eval.report import (format_summary, pick_for_sheet, rounded, summarise_methods, write_json,
                                 write_rows_csv, write_sheet)
 from cadvlm.eval.scoring import ScoreConfig, make_pool, score_answers
 
-METHODS = ("model", "oracle", "constant", "nearest")
+METHODS = ("model", "rac", "oracle", "constant", "nearest")
+WARMUP_EXTRA = ("cadvlm.render_compare", "cadvlm.render.views", "cadvlm.render.pipeline", "cadvlm.eval.real")
 
 
 @dataclass
@@ -27,13 +43,17 @@ class EvalConfig:
     extracted_dir: Path = Path("data/extracted")
     model_dir: Path = Path("models")
     out_dir: Path = Path("data/eval")
-    metrics_path: Path = Path("metrics/eval.json")
+    metrics_path: Path = Path("metrics/eval.json")  # eval_real/_families/_timing.json are written beside it
     max_new_tokens: int = 1024
     batch_size: int = 8
     baseline_candidates: int = 50
     nearest_baseline: bool = True
     sheet_samples: int = 32
     cpu_threads: int = 0  # torch threads when generating on a CPU (0 = 1 for small models, else default)
+    bootstrap: int = RESAMPLES  # resamples for the 95% intervals (0 = none)
+    rac_samples: int = 0  # render-and-compare: sampled answers per part besides the greedy one (0 = off)
+    rac_temperature: float = 0.7
+    real_dir: Path | None = None  # a folder of DeepCAD JSON parts to evaluate on as well (None = none)
     score: ScoreConfig = field(default_factory=ScoreConfig)
 
     @classmethod
@@ -42,43 +62,141 @@ class EvalConfig:
         return cls(max_new_tokens=int(e["max_new_tokens"]), batch_size=int(e["batch_size"]),
                    baseline_candidates=int(e["baseline_candidates"]),
                    nearest_baseline=bool(e.get("nearest_baseline", True)), sheet_samples=int(e["sheet_samples"]),
-                   cpu_threads=int(e.get("cpu_threads", 0)),
+                   cpu_threads=int(e.get("cpu_threads", 0)), bootstrap=int(e.get("bootstrap", RESAMPLES)),
+                   rac_samples=int(e.get("rac_samples") or 0), rac_temperature=float(e.get("rac_temperature", 0.7)),
+                   real_dir=Path(e["real_dir"]) if e.get("real_dir") else None,
                    score=ScoreConfig(workers=int(e["workers"]), timeout_s=float(e["timeout_s"]),
                                      seed=int(params["base"]["seed"]), n_points=int(e["n_points"])))
 
-
-def _model_answers(cfg: EvalConfig, records: list) -> list[str]:
-    from cadvlm.model.generate import generate_for_records, set_cpu_threads
-    from cadvlm.model.load import load_trained
-
-    model, processor = load_trained(cfg.model_dir)
-    set_cpu_threads(model, cfg.cpu_threads)
-    return generate_for_records(model, processor, records, cfg.max_new_tokens, cfg.batch_size, cfg.score.progress)
+    def beside(self, name: str) -> Path:
+        return self.metrics_path.with_name(name)
 
 
-def run_stage(cfg: EvalConfig, generate: Callable[[list], list[str]] | None = None, code=None) -> dict:
-    """The evaluate stage. `generate(records) -> answers` and `code` (a CodeFormat) replace the
-    trained model and its manifest (tests)."""
+class ModelRunner:
+    """The trained model, loaded on first use; `generate(records) -> answers` and
+    `sample(records, n) -> [[answers]]` replace it (tests)."""
+
+    def __init__(self, cfg: EvalConfig, generate: Callable | None = None, sample: Callable | None = None):
+        self.cfg, self._generate, self._sample, self._model = cfg, generate, sample, None
+
+    def _load(self):
+        if self._model is None:
+            from cadvlm.model.generate import set_cpu_threads
+            from cadvlm.model.load import load_trained
+
+            self._model = load_trained(self.cfg.model_dir)
+            set_cpu_threads(self._model[0], self.cfg.cpu_threads)
+        return self._model
+
+    def greedy(self, records: list) -> list[str]:
+        if self._generate is not None:
+            answers = list(self._generate(records))
+        else:
+            from cadvlm.model.generate import generate_for_records
+
+            answers = generate_for_records(*self._load(), records, self.cfg.max_new_tokens, self.cfg.batch_size,
+                                           self.cfg.score.progress)
+        if len(answers) != len(records):
+            raise ValueError(f"generate returned {len(answers)} answers for {len(records)} samples")
+        return answers
+
+    def sample(self, records: list, n: int) -> list[list[str]]:
+        if self._sample is not None:
+            return [list(s) for s in self._sample(records, n)]
+        from cadvlm.model.generate import sample_for_records
+
+        return sample_for_records(*self._load(), records, n, self.cfg.max_new_tokens, self.cfg.rac_temperature,
+                                  self.cfg.score.seed, self.cfg.score.progress)
+
+
+def _render_compare(cfg: EvalConfig, runner: ModelRunner, records: list, greedy: list[str], code, render_params,
+                    pool) -> tuple[list[str], list[dict], float]:
+    """The rac answers: the greedy answer and rac_samples sampled ones, the best-looking kept."""
+    from cadvlm.data.conversations import load_image
+    from cadvlm.render_compare import select_answers
+
+    t0 = time.perf_counter()
+    sampled = runner.sample(records, cfg.rac_samples)
+    candidates = [[g] + list(s) for g, s in zip(greedy, sampled)]
+    views = [None if r.view in (None, "grid") else r.view for r in records]
+    choices = select_answers(pool, [load_image(r.image) for r in records], candidates, code, render_params, views)
+    info = [{"index": c.index, "scores": [None if s is None else round(s, 4) for s in c.scores],
+             "built": c.n_built} for c in choices]
+    return [c.answer for c in choices], info, time.perf_counter() - t0
+
+
+def evaluate_records(cfg: EvalConfig, runner: ModelRunner, records: list, truths: list[str], code, pool,
+                     constant: dict | None, train: list, render_params: dict | None) -> dict:
+    """Answer and score every method on one set of pictures -> rows, answers and seconds."""
+    t0 = time.perf_counter()
+    answers = runner.greedy(records)
+    out = {"answers": answers, "rac": None, "seconds": {"model": time.perf_counter() - t0}}
+    if cfg.rac_samples > 0:
+        rac, info, seconds = _render_compare(cfg, runner, records, answers, code, render_params or {}, pool)
+        out["rac"], out["rac_info"] = rac, info
+        out["seconds"]["rac"] = out["seconds"]["model"] + seconds  # the greedy answer is one of its candidates
+    t0 = time.perf_counter()
+    nearest = nearest_answers(train, records) if cfg.nearest_baseline and train else None
+    out["seconds"]["nearest"] = time.perf_counter() - t0
+    samples = []
+    for k, (r, truth) in enumerate(zip(records, truths)):
+        sid = r.model_id
+        samples.append({"id": sid, "method": "model", "answer": answers[k], "truth": truth})
+        if out["rac"] is not None:
+            samples.append({"id": sid, "method": "rac", "answer": out["rac"][k], "truth": truth})
+        samples.append({"id": sid, "method": "oracle", "answer": oracle_answer(Path(truth), sid, code), "truth": truth})
+        if constant is not None:
+            samples.append({"id": sid, "method": "constant", "answer": constant["answer"], "truth": truth,
+                            "cache": True})
+        if nearest is not None:
+            samples.append({"id": sid, "method": "nearest", "answer": nearest[k], "truth": truth})
+    t0 = time.perf_counter()
+    out["rows"] = score_answers(samples, cfg.score, code, pool)
+    out["seconds"]["scoring"] = time.perf_counter() - t0
+    return out
+
+
+def method_metrics(cfg: EvalConfig, rows: list[dict], constant: dict | None, rac_info: list | None) -> dict:
+    """eval.json's shape: the model's figures at the top, the other methods beside them."""
+    summary = summarise_methods(rows, METHODS, cfg.score.seed, cfg.bootstrap)
+    metrics = dict(summary["model"])
+    metrics["baselines"] = {m: summary[m] for m in summary if m not in ("model", "rac")}
+    if "rac" in summary:
+        metrics["rac"] = dict(summary["rac"], samples=cfg.rac_samples, temperature=cfg.rac_temperature,
+                              candidates_built_mean=rounded(sum(i["built"] for i in rac_info) / max(1, len(rac_info))),
+                              changed_from_greedy=sum(1 for i in rac_info if i["index"] != 0))
+    if constant is not None:
+        metrics["baselines"]["constant"]["chosen"] = {
+            "train_id": constant["train_id"], "val_chamfer_median": rounded(constant["val_chamfer_median"]),
+            "n_candidates": constant["n_candidates"], "n_usable": constant["n_usable"], "n_val": constant["n_val"]}
+    for m in summary:
+        print(format_summary(m, summary[m]))
+    return metrics
+
+
+def _per_part(seconds: dict, n: int) -> dict:
+    return {f"{k}_seconds_per_part": rounded(v / max(1, n), 4) for k, v in seconds.items() if k != "scoring"}
+
+
+def run_stage(cfg: EvalConfig, generate: Callable[[list], list[str]] | None = None, code=None,
+              sample: Callable[[list, int], list[list[str]]] | None = None) -> dict:
+    """The evaluate stage. `generate(records) -> answers`, `sample(records, n) -> [[answers]]` and
+    `code` (a CodeFormat) replace the trained model and its manifest (tests)."""
     from cadvlm.data.conversations import load_conversations
     from cadvlm.model.manifest import ModelManifest
 
     t_start = time.perf_counter()
+    manifest = ModelManifest.read(cfg.model_dir) if (cfg.model_dir / "cadvlm_model.json").is_file() else None
     code = code or ModelManifest.read(cfg.model_dir).code  # answers are read in the model's language
+    render_params = manifest.render_params() if manifest else {}
+    runner = ModelRunner(cfg, generate, sample)
     records = load_conversations(cfg.converted_dir / "test.json", cfg.rendered_dir)
     json_dir = cfg.extracted_dir / "json"
     truths = [str(json_dir / f"{r.model_id}.json") for r in records]
-
-    t0 = time.perf_counter()
-    answers = _model_answers(cfg, records) if generate is None else list(generate(records))
-    if len(answers) != len(records):
-        raise ValueError(f"generate returned {len(answers)} answers for {len(records)} samples")
-    t_gen = time.perf_counter() - t0
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    with open(cfg.out_dir / "generations.jsonl", "w", encoding="utf-8") as f:
-        for r, a in zip(records, answers):
-            f.write(json.dumps({"id": r.id, "answer": a}, ensure_ascii=False) + "\n")
+    timing: dict = {}
 
-    with make_pool(cfg.score) as pool:
+    with make_pool(cfg.score, WARMUP_EXTRA if cfg.rac_samples > 0 or cfg.real_dir else ()) as pool:
         t0 = time.perf_counter()
         constant = None
         train_path = cfg.converted_dir / "train.json"
@@ -92,48 +210,62 @@ def run_stage(cfg: EvalConfig, generate: Callable[[list], list[str]] | None = No
                 pairs = [(t.id, t.answer) for t in train]
                 constant = choose_constant(candidate_answers(pairs, cfg.baseline_candidates, code), val, cfg.score,
                                            code, pool)
-        t_const = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        nearest = nearest_answers(train, records) if cfg.nearest_baseline and train else None
-        t_nearest = time.perf_counter() - t0
+        timing["constant_selection_s"] = time.perf_counter() - t0
 
-        samples = []
-        for k, (r, truth, answer) in enumerate(zip(records, truths, answers)):
-            sid = r.model_id
-            samples.append({"id": sid, "method": "model", "answer": answer, "truth": truth})
-            samples.append({"id": sid, "method": "oracle", "answer": oracle_answer(Path(truth), sid, code),
-                            "truth": truth})
-            if constant is not None:
-                samples.append({"id": sid, "method": "constant", "answer": constant["answer"], "truth": truth,
-                                "cache": True})
-            if nearest is not None:
-                samples.append({"id": sid, "method": "nearest", "answer": nearest[k], "truth": truth})
-        t0 = time.perf_counter()
-        rows = score_answers(samples, cfg.score, code, pool)
-        t_score = time.perf_counter() - t0
+        test = evaluate_records(cfg, runner, records, truths, code, pool, constant, train, render_params)
+        with open(cfg.out_dir / "generations.jsonl", "w", encoding="utf-8") as f:
+            for k, (r, a) in enumerate(zip(records, test["answers"])):
+                line = {"id": r.id, "answer": a}
+                if test["rac"] is not None:
+                    line["rac"] = dict(test["rac_info"][k], answer=test["rac"][k])
+                f.write(json.dumps(line, ensure_ascii=False) + "\n")
 
         t0 = time.perf_counter()
-        model_rows = [r for r in rows if r["method"] == "model"]
-        answer_of = {(s["id"], s["method"]): s["answer"] for s in samples}
+        model_rows = [r for r in test["rows"] if r["method"] == "model"]
+        answer_of = {r.model_id: a for r, a in zip(records, test["answers"])}
         picks = pick_for_sheet(model_rows, cfg.sheet_samples)
-        sheet_items = [(r, answer_of[(r["id"], "model")], str(json_dir / f"{r['id']}.json")) for r in picks]
+        sheet_items = [(r, answer_of[r["id"]], str(json_dir / f"{r['id']}.json")) for r in picks]
         write_sheet(sheet_items, cfg.out_dir / "compare.png", pool, code)
-        t_sheet = time.perf_counter() - t0
-        restarts = pool.restarts
+        timing["sheet_s"] = time.perf_counter() - t0
 
-    write_rows_csv(rows, cfg.out_dir / "samples.csv")
-    summary = summarise_methods(rows, METHODS)
-    metrics = dict(summary["model"])
-    metrics["baselines"] = {m: summary[m] for m in summary if m != "model"}
-    if constant is not None:
-        metrics["baselines"]["constant"]["chosen"] = {
-            "train_id": constant["train_id"], "val_chamfer_median": rounded(constant["val_chamfer_median"]),
-            "n_candidates": constant["n_candidates"], "n_usable": constant["n_usable"], "n_val": constant["n_val"]}
+        real = None
+        if cfg.real_dir is not None:
+            real = _evaluate_real(cfg, runner, manifest, code, pool, constant, train, render_params)
+        timing["worker_restarts"] = pool.restarts
+
+    write_rows_csv(test["rows"], cfg.out_dir / "samples.csv")
+    metrics = method_metrics(cfg, test["rows"], constant, test.get("rac_info"))
     write_json(metrics, cfg.metrics_path)
-    timing = {"generate_s": t_gen, "constant_selection_s": t_const, "nearest_s": t_nearest, "scoring_s": t_score,
-              "sheet_s": t_sheet, "total_s": time.perf_counter() - t_start, "worker_restarts": restarts}
-    for m in summary:
-        print(format_summary(m, summary[m]))
-    print("evaluate timing: " + ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}"
-                                          for k, v in timing.items()))
-    return {"metrics": metrics, "rows": rows, "timing": timing}
+    write_families(cfg.out_dir / "samples.csv", cfg.beside("eval_families.json"), cfg.out_dir / "families.csv",
+                   METHODS)
+    if real is None:  # DVC wants every declared output: say plainly that nothing was evaluated
+        write_rows_csv([], cfg.out_dir / "real_samples.csv")
+        write_json({"n": 0, "real_dir": None}, cfg.beside("eval_real.json"))
+    seconds = {"test": _per_part(test["seconds"], len(records)),
+               "real": _per_part(real["seconds"], real["n_pictures"]) if real else None,
+               "stage": {k: rounded(v, 4) for k, v in dict(timing, total_s=time.perf_counter() - t_start).items()}}
+    write_json(seconds, cfg.beside("eval_timing.json"))
+    print("evaluate seconds per part: " + ", ".join(f"{k} {v:.3f}" for k, v in seconds["test"].items()))
+    return {"metrics": metrics, "rows": test["rows"], "timing": dict(timing, **test["seconds"]),
+            "real": real}
+
+
+def _evaluate_real(cfg: EvalConfig, runner: ModelRunner, manifest, code, pool, constant, train,
+                   render_params) -> dict:
+    """Render the real parts as the model's pictures were drawn, then score every method on them."""
+    from cadvlm.eval.real import real_records
+
+    if manifest is None:
+        raise ValueError(f"eval.real_dir needs the model folder's manifest ({cfg.model_dir}) to render as in training")
+    with tempfile.TemporaryDirectory(prefix="cadvlm-real-") as tmp:
+        records, truths, skipped = real_records(cfg.real_dir, manifest, Path(tmp), pool)
+        if not records:
+            raise ValueError(f"eval.real_dir {cfg.real_dir}: no part could be drawn ({skipped})")
+        out = evaluate_records(cfg, runner, records, truths, code, pool, constant, train, render_params)
+    write_rows_csv(out["rows"], cfg.out_dir / "real_samples.csv")
+    print(f"real parts from {cfg.real_dir}: {len(records)} pictures, skipped {skipped or 'none'}")
+    metrics = method_metrics(cfg, out["rows"], constant, out.get("rac_info"))
+    metrics.update(real_dir=str(cfg.real_dir), n_files=len({r.model_id for r in records}) + sum(skipped.values()),
+                   skipped=skipped)
+    write_json(metrics, cfg.beside("eval_real.json"))
+    return {"metrics": metrics, "rows": out["rows"], "seconds": out["seconds"], "n_pictures": len(records)}

@@ -1,12 +1,19 @@
-"""Greedy, batched generation of CAD code from pictures, shared by evaluate and predict.
+"""Generation of CAD code from pictures, shared by evaluate, predict and serve.
 
-Batched decoding needs left padding: every row's prompt must end at the same position so the
-first generated token of each row follows its own prompt. The KV cache is on (`use_cache=True`),
-so each new token costs one decoder step over one position.
+Greedy and batched (`generate_code`): batched decoding needs left padding, so that every row's
+prompt ends at the same position and the first generated token of each row follows its own
+prompt. The KV cache is on (`use_cache=True`), so each new token costs one decoder step over one
+position.
+
+Sampled (`sample_code`): n answers for one picture (temperature sampling), for render-and-compare
+selection (`cadvlm.render_compare`). Seeded per picture (`sample_seed`), in a forked RNG so the
+caller's random state is untouched: a part's samples do not depend on which other parts are
+sampled, or in what order.
 """
 
 from __future__ import annotations
 
+import hashlib
 from contextlib import contextmanager
 
 import torch
@@ -33,6 +40,15 @@ def generate_code(model, processor, images: list[Image.Image], prompt: str, max_
     The answer is the model's raw text (for our models `Of course, here are the codes:` + a fenced
     python block); extracting and parsing the code is the caller's job. Order follows `images`.
     """
+    answers: list[str] = []
+    for start in range(0, len(images), batch_size):
+        answers.extend(_generate(model, processor, images[start:start + batch_size], prompt,
+                                 dict(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1)))
+    return answers
+
+
+def _generate(model, processor, images: list, prompt: str, options: dict) -> list[str]:
+    """One generate() call over a batch of pictures with the same prompt; decoded new tokens."""
     tokenizer = processor.tokenizer
     text = processor.apply_chat_template(to_messages(prompt), tokenize=False, add_generation_prompt=True)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -40,22 +56,37 @@ def generate_code(model, processor, images: list[Image.Image], prompt: str, max_
     dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
     was_training = model.training
     model.eval()
-    answers: list[str] = []
     try:
         with _left_padding(tokenizer):
-            for start in range(0, len(images), batch_size):
-                batch = [im.convert("RGB") for im in images[start:start + batch_size]]
-                inputs = processor(text=[text] * len(batch), images=batch, padding=True, add_special_tokens=False,
-                                   return_tensors="pt").to(device)
-                if "pixel_values" in inputs:
-                    inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
-                out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                                     use_cache=True, pad_token_id=pad_id)
-                new = out[:, inputs["input_ids"].shape[1]:]
-                answers.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
+            batch = [im.convert("RGB") for im in images]
+            inputs = processor(text=[text] * len(batch), images=batch, padding=True, add_special_tokens=False,
+                               return_tensors="pt").to(device)
+            if "pixel_values" in inputs:
+                inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
+            out = model.generate(**inputs, **options, use_cache=True, pad_token_id=pad_id)
+            return tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
     finally:
         model.train(was_training)
-    return answers
+
+
+def sample_seed(seed: int, key: str) -> int:
+    """The sampling seed of one picture: a hash of the run's seed and the picture's id."""
+    return int.from_bytes(hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest(), "little") >> 1
+
+
+@torch.inference_mode()
+def sample_code(model, processor, image: Image.Image, prompt: str, n: int, max_new_tokens: int = 1024,
+                temperature: float = 0.7, seed: int = 0) -> list[str]:
+    """n sampled answers for one picture (one generate() call, n sequences). Same inputs and seed,
+    same answers; the global random state is left as it was."""
+    if n <= 0:
+        return []
+    device = next(model.parameters()).device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(int(seed))
+        return _generate(model, processor, [image], prompt, dict(
+            max_new_tokens=max_new_tokens, do_sample=True, temperature=float(temperature), top_k=0, top_p=1.0,
+            num_beams=1, num_return_sequences=int(n)))
 
 
 SMALL_MODEL_PARAMS = 100_000_000
@@ -102,3 +133,19 @@ def generate_for_records(model, processor, records: list, max_new_tokens: int, b
                     answers[i] = a
                 bar.update(len(chunk))
     return answers
+
+
+def sample_for_records(model, processor, records: list, n: int, max_new_tokens: int, temperature: float,
+                       seed: int, progress: bool = True) -> list[list[str]]:
+    """n sampled answers for each record (.image, .prompt, .id), each picture seeded by its id."""
+    import sys
+
+    from tqdm import tqdm
+
+    from cadvlm.data.conversations import load_image
+
+    out = []
+    for r in tqdm(records, desc=f"sampling x{n}", disable=not progress, file=sys.stderr, leave=False):
+        out.append(sample_code(model, processor, load_image(r.image), r.prompt, n, max_new_tokens, temperature,
+                               sample_seed(seed, r.id)))
+    return out
