@@ -40,6 +40,8 @@ def default_dtype(device: torch.device) -> torch.dtype:
 def load_processor(name_or_dir: str | Path):
     from transformers import AutoProcessor
 
+    from cadvlm.model import llava_bias  # noqa: F401  registers LLaVA with a biased lm_head (imported Phi models)
+
     try:
         return AutoProcessor.from_pretrained(str(name_or_dir), local_files_only=True)
     except Exception as exc:
@@ -54,6 +56,8 @@ def load_base(name_or_dir: str | Path, dtype: torch.dtype | None = None, device:
     one is given (the Trainer places it itself).
     """
     from transformers import AutoModelForImageTextToText
+
+    from cadvlm.model import llava_bias  # noqa: F401  registers LLaVA with a biased lm_head (imported Phi models)
 
     dev = pick_device(device)
     processor = load_processor(name_or_dir)

@@ -1,0 +1,187 @@
+"""`cadvlm import-model`: TinyLLaVA checkpoints -> native LLaVA folders that behave exactly as TinyLLaVA.
+
+Per decoder family, a tiny random checkpoint in TinyLLaVA's file layout (tests/tinyllava_fixture.py)
+is converted; the converted model's logits over the answer tokens must equal TinyLLaVA's forward
+(re-implemented in the fixture from its sources) within 1e-4 in fp32, on the same token ids, and
+greedy generation must give the same tokens. Then: the folder loads through `load_base`, and (slow)
+trains LoRA steps through the train stage.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tinyllava_fixture import SYSTEM_TINYLLAVA, Reference, write_checkpoint
+
+from cadvlm.data.conversations import to_messages
+from cadvlm.model.import_tinyllava import REPORT, import_tinyllava
+from cadvlm.model.load import load_base
+from cadvlm.model.tinyllava_format import OPENECAD_SYSTEM, TinyLlavaFormatError
+
+CASES = [("phi", "siglip"), ("gemma", "siglip"), ("qwen2", "siglip"), ("llama", "siglip"), ("llama", "clip")]
+QUESTION = "Write OpenECAD-style CAD code that produces the solid drawn in four views."
+ANSWER = ("Of course, here are the codes:\n```python\nSketchPlane0 = add_sketchplane(\n\torigin= [0., 0., 0.], "
+          "normal= [0., 0., 1.], x_axis= [1., 0., 0.])\nLoops0 = []\n```")
+PARITY: dict[str, dict] = {}  # figures per case, printed at the end of the module (pytest -s)
+
+
+def _picture(seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)  # non-square: `square` means a plain resize, no padding
+    return Image.fromarray(rng.integers(0, 256, (50, 70, 3), dtype=np.uint8))
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """(src, dst, report) per case, converted with TinyLLaVA's system prompt (the one the fixture uses)."""
+    out = {}
+    for family, vision in CASES:
+        root = tmp_path_factory.mktemp(f"{family}_{vision}")
+        src = write_checkpoint(root / "src", family, vision)
+        report = import_tinyllava(src, root / "dst", system="tinyllava", log=lambda *_: None)
+        out[(family, vision)] = (src, root / "dst", report)
+    return out
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{f}-{v}" for f, v in CASES])
+def test_logits_and_greedy_tokens_match_tinyllava(converted, case):
+    src, dst, report = converted[case]
+    ref = Reference(src)
+    model, processor = load_base(dst, dtype=torch.float32, device="cpu")
+    model.eval()
+    image = _picture()
+
+    # Same token ids: the processor's (image run collapsed to -200) and TinyLLaVA's chunked ones.
+    full_text = processor.apply_chat_template(to_messages(QUESTION, ANSWER), tokenize=False)
+    inputs = processor(text=[full_text], images=[image], add_special_tokens=False, return_tensors="pt")
+    ids = inputs["input_ids"][0].tolist()
+    image_id = model.config.image_token_id
+    collapsed = [t for i, t in enumerate(ids) if t != image_id or i == 0 or ids[i - 1] != image_id]
+    collapsed = [-200 if t == image_id else t for t in collapsed]
+    ref_ids = ref.input_ids(ref.prompt(SYSTEM_TINYLLAVA, "<image>\n" + QUESTION, ANSWER))
+    assert collapsed == ref_ids
+
+    # Same pixels as TinyLLaVA's preprocessing, then the same logits over the answer tokens.
+    ref_pixels = ref.pixels(image)
+    assert torch.allclose(inputs["pixel_values"], ref_pixels, atol=1e-5)
+    with torch.no_grad():
+        got = model(**inputs).logits[0]
+    want = ref.logits(ref.embeds(ref_ids, ref_pixels))
+    prompt_text = processor.apply_chat_template(to_messages(QUESTION), tokenize=False, add_generation_prompt=True)
+    n_answer = len(ids) - len(processor.tokenizer(prompt_text, add_special_tokens=False).input_ids)
+    answer_rows = slice(len(ids) - n_answer - 1, len(ids) - 1)  # the positions that predict the answer tokens
+    v = ref.vocab
+    diff_answer = (got[answer_rows, :v] - want[answer_rows]).abs().max().item()
+    diff_all = (got[:, :v] - want).abs().max().item()
+    assert got.shape[0] == want.shape[0] and n_answer > 10
+    assert diff_answer < 1e-4 and diff_all < 1e-4
+    assert want[answer_rows].std() > 0.5  # logits spread: the comparison is not between near-constants
+    if got.shape[1] > v:  # an appended <image> row: its logit is the mean, never the argmax
+        assert (got[:, v:] < got[:, :v].max(dim=1, keepdim=True).values).all()
+
+    # Greedy generation: the same tokens.
+    gen_inputs = processor(text=[prompt_text], images=[image], add_special_tokens=False, return_tensors="pt")
+    out = model.generate(**gen_inputs, do_sample=False, max_new_tokens=12)[0, gen_inputs["input_ids"].shape[1]:]
+    ref_prompt_ids = ref.input_ids(ref.prompt(SYSTEM_TINYLLAVA, "<image>\n" + QUESTION, None))
+    eos_id = processor.tokenizer.convert_tokens_to_ids(report.eos)
+    want_tokens = ref.greedy(ref_prompt_ids, ref_pixels, 12, eos_id)
+    assert out.tolist() == want_tokens
+    PARITY["-".join(case)] = {"max_abs_logit_diff_answer": diff_answer, "max_abs_logit_diff_all": diff_all,
+                             "greedy_equal": out.tolist() == want_tokens, "greedy_tokens": len(want_tokens),
+                             "answer_tokens": n_answer}
+
+
+def test_report_and_layout(converted):
+    """What each family needed: bias subclass (Phi), tying (Gemma, Qwen2), a new row only without a free one,
+    Gemma's embedding scale folded into the projector, shards in and out, the SigLIP head dropped."""
+    by = {k: r for k, (_, _, r) in converted.items()}
+    phi, gemma, qwen2, llama = (by[(f, "siglip")] for f in ("phi", "gemma", "qwen2", "llama"))
+    assert phi.architecture == "LlavaLMBiasForConditionalGeneration" and phi.lm_head_bias
+    assert {gemma.architecture, qwen2.architecture, llama.architecture} == {"LlavaForConditionalGeneration"}
+    assert gemma.tied_embeddings and qwen2.tied_embeddings and not llama.tied_embeddings
+    assert phi.vocab_rows[0] == phi.vocab_rows[1] and qwen2.vocab_rows[0] == qwen2.vocab_rows[1]  # free rows used
+    assert gemma.vocab_rows[1] == gemma.vocab_rows[0] + 1 and llama.vocab_rows[1] == llama.vocab_rows[0] + 1
+    assert gemma.projector_scale == pytest.approx(72 ** 0.5) and phi.projector_scale == 1.0
+    assert len(phi.files) == 3 and len(qwen2.files) == 2 and llama.files == ["model.safetensors"]
+    assert all(any("pooling head" in k for k in r.dropped) for r in (phi, gemma, qwen2, llama))
+    assert not any("pooling head" in k for k in by[("llama", "clip")].dropped)  # CLIP has no head
+    assert llama.spacing == {"after_bos": " ", "after_image": " \n"}  # Metaspace "first" needs the spaces back
+    assert phi.spacing == {"after_bos": "", "after_image": "\n"}
+    _, dst, _ = converted[("phi", "siglip")]
+    saved = json.loads((dst / REPORT).read_text())
+    assert saved["template"] == "phi" and saved["eos"] == "<|endoftext|>" and saved["system"] == "tinyllava"
+    index = json.loads((dst / "model.safetensors.index.json").read_text())
+    assert set(index["weight_map"].values()) == set(phi.files)
+    cfg = json.loads((dst / "config.json").read_text())
+    assert cfg["vision_feature_layer"] == -2 and cfg["vision_feature_select_strategy"] == "default"
+    assert "model_name_or_path" not in cfg["vision_config"]  # hub ids are not carried over
+    assert not any(dst.parent.glob("*.importing"))
+
+
+def test_system_prompt_option_and_template(converted, tmp_path):
+    src, _, _ = converted[("gemma", "siglip")]
+    report = import_tinyllava(src, tmp_path / "dst", log=lambda *_: None)  # default: OpenECAD's
+    assert report.system == "openecad"
+    _, processor = load_base(tmp_path / "dst", dtype=torch.float32, device="cpu")
+    text = processor.apply_chat_template(to_messages("Draw it.", "ok"), tokenize=False)
+    assert text == "<bos>" + OPENECAD_SYSTEM + " USER: <image>\nDraw it. ASSISTANT: ok<eos>"
+    prompt = processor.apply_chat_template(to_messages("Draw it."), tokenize=False, add_generation_prompt=True)
+    assert prompt.endswith(" USER: <image>\nDraw it. ASSISTANT:")
+
+
+def test_refusals(converted, tmp_path):
+    src, _, _ = converted[("phi", "siglip")]
+    cfg = json.loads((src / "config.json").read_text())
+
+    def variant(name: str, **changes) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        for f in src.iterdir():
+            (folder / f.name).symlink_to(f)
+        (folder / "config.json").unlink()
+        (folder / "config.json").write_text(json.dumps({**cfg, **changes}))
+        return folder
+
+    openelm = variant("openelm", text_config={**cfg["text_config"], "model_type": "openelm"},
+                      llm_model_name_or_path="apple/OpenELM-450M-Instruct")
+    with pytest.raises(TinyLlavaFormatError, match="OpenELM.*no class in transformers.*Gemma"):
+        import_tinyllava(openelm, tmp_path / "o1")
+    with pytest.raises(TinyLlavaFormatError, match="connector_type 'mof_mlp'"):
+        import_tinyllava(variant("mof", connector_type="mof_mlp"), tmp_path / "o2")
+    with pytest.raises(TinyLlavaFormatError, match="not 'tinyllava'"):
+        import_tinyllava(variant("llava", model_type="llava"), tmp_path / "o3")
+    with pytest.raises(TinyLlavaFormatError, match="does not have as one token"):
+        import_tinyllava(src, tmp_path / "o4", template="qwen2_instruct")
+    no_tok = tmp_path / "no_tok"
+    no_tok.mkdir()
+    for f in src.iterdir():
+        if not f.name.startswith("tokenizer"):
+            (no_tok / f.name).symlink_to(f)
+    with pytest.raises(TinyLlavaFormatError, match="no tokenizer files.*microsoft/phi-2.*--tokenizer"):
+        import_tinyllava(no_tok, tmp_path / "o5")
+    import_tinyllava(no_tok, tmp_path / "o6", tokenizer_dir=src, log=lambda *_: None)  # the way out works
+    with pytest.raises(TinyLlavaFormatError, match="exists and is not empty"):
+        import_tinyllava(src, tmp_path / "o6")
+
+
+def test_cli_help_and_run(converted, tmp_path, capsys):
+    from cadvlm.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["import-model", "--help"])
+    help_text = capsys.readouterr().out
+    assert "--system" in help_text and "default: openecad" in help_text
+    src, _, _ = converted[("qwen2", "siglip")]
+    assert main(["import-model", str(src), "-o", str(tmp_path / "q"), "--system", "tinyllava"]) == 0
+    assert (tmp_path / "q" / REPORT).is_file()
+    assert main(["import-model", str(tmp_path / "missing"), "-o", str(tmp_path / "x")]) == 2
+
+
+def test_parity_summary():
+    """Prints the parity figures gathered above (run with -s to see them)."""
+    for case, figures in PARITY.items():
+        print(f"parity {case}: {figures}")
