@@ -69,7 +69,7 @@ def create_app(config: ServeConfig, generate_fn=None, manifest: ModelManifest | 
     async def lifespan(app: FastAPI):
         store = ResultStore(cfg.results_dir, cfg.ttl_s)
         builds = BuildRunner(cfg.workers, cfg.build_timeout_s)
-        builds.warm()
+        builds.warm(manifest.view_size)
         predictor = Predictor(manifest, store, builds, metrics, cfg.generate_timeout_s)
         jobs = JobRunner(predictor, store, cfg)
         app.state.store, app.state.builds, app.state.predictor, app.state.jobs = store, builds, predictor, jobs

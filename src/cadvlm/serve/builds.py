@@ -37,8 +37,23 @@ def build_task(task: dict) -> dict:
     return result
 
 
-def _noop(_arg) -> None:
-    return None
+_CUBE = ("SketchPlane0 = add_sketchplane(origin= [0., 0., 0.], normal= [0., 0., 1.], x_axis= [1., 0., 0.])\n"
+         "Loops0 = []\nCurves0_0 = []\nCircle0_0_0 = add_circle(center= [0., 0.], radius= 5.)\n"
+         "Loop0_0 = add_loop(Curves0_0)\nProfile0 = add_profile(Loops0)\n"
+         "Sketch0 = add_sketch(sketch_plane= SketchPlane0, profile= Profile0)\n"
+         "Extrude0 = add_extrude(sketch= Sketch0, operation= 0, type= 0, extent_one= 5., extent_two= 0.)\n")
+
+
+def warm_build(size: int) -> bool:
+    """Build, export and draw a small disc once, in a scratch folder: the first call of each step
+    (ray-casting scene, STEP writer...) costs ~0.6 s, paid here rather than by the first request."""
+    import tempfile
+
+    from cadvlm.codec.format import CodeFormat
+
+    with tempfile.TemporaryDirectory(prefix="cadvlm-warm-") as d:
+        return bool(build_task({"answer": _CUBE, "out_dir": d, "size": int(size), "code": CodeFormat(),
+                                "longest_mm": 10.0}).get("ok"))
 
 
 def outcome_result(outcome, timeout: float) -> dict:
@@ -89,7 +104,7 @@ class BuildRunner:
         finally:
             self.busy -= 1
 
-    def warm(self) -> None:
+    def warm(self, size: int = 128) -> None:
         """Start every worker now (in the background), so the first requests do not wait for imports.
 
         The barrier holds each warm-up task on its own thread: every thread gets its own pool.
@@ -99,7 +114,7 @@ class BuildRunner:
         def one():
             try:
                 barrier.wait(timeout=60)
-                list(self._pool().run(_noop, [None]))
+                list(self._pool().run(warm_build, [size]))
             except Exception:  # noqa: BLE001 - a worker that cannot start fails its first build, visibly
                 pass
             with self._lock:
