@@ -9,11 +9,16 @@ when a quota is met. Validation (parse, limits, OpenCascade solid) runs in the t
 sandbox render uses (cadvlm.sandbox): a model whose build hangs past `timeout_s` is killed and
 skipped as `timeout`, one that kills its worker as `worker_crashed`. However the results arrive,
 the subset is the first N valid models of each split in rank order.
+
+Sources (`data.source`): `synthetic` and `deepcad` are the same thing, a folder of DeepCAD JSON
+files; `openecad` is an OpenECAD dataset set (data.json + its pictures), whose true answers are
+parsed to models here (cadvlm.extract_openecad). Either way the output is the same contract:
+out_dir/json/<id>.json and out_dir/split.json (plus, for imported pictures, out_dir/pictures/ and
+pictures.json, which the render stage imports instead of ray casting).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -28,10 +33,9 @@ from cadvlm.cad.deepcad_json import read_model
 from cadvlm.cad.limits import Limits, check_limits
 from cadvlm.cad.model import CADError
 from cadvlm.geometry.solid import build_solid
+from cadvlm.subset import SPLITS, hash_split, order_pools, rank  # noqa: F401 - rank, hash_split: part of this API
 
-SPLITS = ("train", "validation", "test")
-# Without a split file: share of ids that fall in each split (DeepCAD's is about 90/5/5).
-_SPLIT_BUCKETS = {"test": 10, "validation": 5}  # percent; the rest is train
+SOURCES = ("synthetic", "deepcad", "openecad")
 
 
 def list_models(raw_dir: Path) -> list[str]:
@@ -51,19 +55,6 @@ def list_models(raw_dir: Path) -> list[str]:
                 elif e.name.endswith(".json") and e.is_file():  # no stat unless a symlink
                     ids.append(prefix + e.name[:-5])
     return ids
-
-
-def rank(model_id: str, seed: int) -> int:
-    return int.from_bytes(hashlib.blake2b(f"{seed}:{model_id}".encode(), digest_size=8).digest(), "big")
-
-
-def hash_split(model_id: str, seed: int) -> str:
-    bucket = rank(model_id, seed + 1_000_003) % 100
-    if bucket < _SPLIT_BUCKETS["test"]:
-        return "test"
-    if bucket < _SPLIT_BUCKETS["test"] + _SPLIT_BUCKETS["validation"]:
-        return "validation"
-    return "train"
 
 
 def validate(raw_dir: Path, model_id: str, limits: Limits) -> tuple[str, str | None]:
@@ -110,22 +101,56 @@ class ExtractConfig:
     limits: Limits = Limits()
     workers: int = 2
     timeout_s: float = 60.0  # per model: parse + limits + solid; a model past it is killed, skipped
+    source: str = "synthetic"  # synthetic | deepcad (DeepCAD JSON folders) | openecad (data.json + pictures)
+
+    def __post_init__(self):
+        if self.source not in SOURCES:
+            raise ValueError(f"data.source must be one of {SOURCES}, not {self.source!r}")
+
+    @classmethod
+    def from_params(cls, params: dict, out_dir: Path = Path("data/extracted")) -> "ExtractConfig":
+        """From params.yaml (`base.seed` and the `data` section)."""
+        d = params["data"]
+        return cls(raw_dir=Path(d["raw_dir"]), out_dir=Path(out_dir),
+                   sizes={"train": d["train_size"], "validation": d["val_size"], "test": d["test_size"]},
+                   seed=int(params["base"]["seed"]), split_file=Path(d["split_file"]) if d.get("split_file") else None,
+                   limits=Limits(d["max_extrudes"], d["max_loops"], d["max_curves"], d["max_commands"]),
+                   workers=int(d.get("workers", 2)), timeout_s=float(d.get("timeout_s", 60)),
+                   source=str(d.get("source") or "synthetic"))
 
 
 def candidates(cfg: ExtractConfig) -> dict[str, list[str]]:
-    """Per split, the ids in the order they are tried."""
-    if cfg.split_file:
-        official = json.loads(Path(cfg.split_file).read_text())
-        # One listing of the folder instead of a stat per id (178K on DeepCAD); an id the listing
-        # does not spell the same way (e.g. "./0000/x") gets the old per-file test.
-        present = set(list_models(cfg.raw_dir))
-        pools = {s: [i for i in official.get(s, []) if i in present or (cfg.raw_dir / f"{i}.json").is_file()]
-                 for s in SPLITS}
-    else:
-        pools = {s: [] for s in SPLITS}
-        for i in list_models(cfg.raw_dir):
-            pools[hash_split(i, cfg.seed)].append(i)
-    return {s: sorted(ids, key=lambda i: rank(i, cfg.seed)) for s, ids in pools.items()}
+    """Per split, the ids of a DeepCAD JSON folder in the order they are tried."""
+    ids = list_models(cfg.raw_dir)
+    # One listing of the folder instead of a stat per id (178K on DeepCAD); an id the listing
+    # does not spell the same way (e.g. "./0000/x") gets the old per-file test.
+    official = json.loads(Path(cfg.split_file).read_text()) if cfg.split_file else None
+    present = set(ids) if official is not None else set()
+    return order_pools(ids, cfg.seed, official, lambda i: i in present or (cfg.raw_dir / f"{i}.json").is_file())
+
+
+class _JSONFolder:
+    """The DeepCAD-format source: one JSON file per model, validated in the workers, copied out."""
+
+    warmup = WARMUP
+
+    def __init__(self, cfg: ExtractConfig, check):
+        self.cfg, self.check = cfg, check
+        self.pools = candidates(cfg)
+        self.refused: Counter = Counter()  # nothing is refused before validation
+
+    def task(self, model_id: str):
+        return str(self.cfg.raw_dir), model_id, self.cfg.limits
+
+    def outcome(self, model_id: str, value) -> tuple[str | None, bool]:
+        return value  # (reason or None, built)
+
+    def write(self, tmp: Path, chosen: dict) -> None:
+        for ids in chosen.values():
+            for i in ids:
+                dst = tmp / "json" / f"{i}.json"
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(self.cfg.raw_dir / f"{i}.json", dst)
 
 
 class _Split:
@@ -163,7 +188,7 @@ class _Split:
             self.decided += 1
 
 
-def extract(cfg: ExtractConfig, check=_check_task) -> dict:
+def extract(cfg: ExtractConfig, check=None) -> dict:
     """Write out_dir/json/<id>.json for the chosen models and out_dir/split.json; return metrics.
 
     Candidates go to time-limited worker processes (cadvlm.sandbox) one at a time, as workers
@@ -175,7 +200,15 @@ def extract(cfg: ExtractConfig, check=_check_task) -> dict:
     from cadvlm.sandbox import TimeLimitedPool
 
     t0 = time.perf_counter()
-    pools = candidates(cfg)
+    if cfg.source == "openecad":
+        from cadvlm.extract_openecad import OpenECADSet
+
+        src = OpenECADSet(cfg)
+        check = check or src.check
+    else:
+        src = _JSONFolder(cfg, check or _check_task)
+        check = src.check
+    pools = src.pools
     t_list = time.perf_counter() - t0
     need = {s: max(0, cfg.sizes.get(s, 0)) for s in SPLITS}
     splits = {s: _Split(pools[s], need[s]) for s in SPLITS}
@@ -188,15 +221,15 @@ def extract(cfg: ExtractConfig, check=_check_task) -> dict:
             sp = splits[s]
             while sp.wants_more():  # re-checked each time a worker is free
                 tasks.append((s, sp.fed))
-                yield str(cfg.raw_dir), sp.ids[sp.fed], cfg.limits
+                yield src.task(sp.ids[sp.fed])
                 sp.fed += 1
 
-    with TimeLimitedPool(cfg.workers or os.cpu_count() or 1, cfg.timeout_s, WARMUP) as pool:
+    with TimeLimitedPool(cfg.workers or os.cpu_count() or 1, cfg.timeout_s, src.warmup) as pool:
         for o in pool.run(check, feed()):
             s, k = tasks[o.index]
             work["files_parsed"] += 1
             if o.status == "ok":
-                reason, built = o.value
+                reason, built = src.outcome(splits[s].ids[k], o.value)
             else:  # killed past the time limit, or its process died: almost surely in the build
                 reason, built = _LOST.get(o.status, "worker_error"), True
             work["solids_built"] += built
@@ -205,12 +238,13 @@ def extract(cfg: ExtractConfig, check=_check_task) -> dict:
             bar.update(len(splits[s].chosen) - before)
     bar.close()
     chosen = {s: splits[s].chosen for s in SPLITS}
-    _write(cfg, chosen)
+    _write(cfg, chosen, src)
     dt = time.perf_counter() - t0
     skipped = sum((splits[s].skipped for s in SPLITS), Counter())
     validated = sum(splits[s].decided for s in SPLITS)
     total = sum(need.values())
-    return {
+    metrics = {
+        "source": cfg.source,
         "selected": {s: len(chosen[s]) for s in SPLITS},
         "requested": need,
         "shortfall": {s: need[s] - len(chosen[s]) for s in SPLITS if len(chosen[s]) < need[s]},
@@ -225,19 +259,18 @@ def extract(cfg: ExtractConfig, check=_check_task) -> dict:
         "seconds": round(dt, 2),
         "models_per_s": round(work["files_parsed"] / dt, 1) if dt > 0 else None,
     }
+    if src.refused:  # records dropped on reading, before any validation (openecad: malformed, duplicate id)
+        metrics["refused_records"] = dict(sorted(src.refused.items()))
+    return metrics
 
 
-def _write(cfg: ExtractConfig, chosen: dict) -> None:
+def _write(cfg: ExtractConfig, chosen: dict, src) -> None:
     """Build the output in a temp folder, then swap it in: never a half-written subset."""
     out = Path(cfg.out_dir)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    for ids in chosen.values():
-        for i in ids:
-            dst = tmp / "json" / f"{i}.json"
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(cfg.raw_dir / f"{i}.json", dst)
     tmp.mkdir(parents=True, exist_ok=True)
+    src.write(tmp, chosen)
     (tmp / "split.json").write_text(json.dumps(chosen, indent=1) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)

@@ -93,6 +93,10 @@ def render_json(path: Path, manifest):
     """(picture uint8, view name or None for a grid) of a DeepCAD JSON, drawn as in training."""
     from cadvlm.render.pipeline import RenderJob, pictures_of_json
 
+    if not manifest.render:  # trained on a dataset's own pictures (e.g. an OpenECAD set): no renderer to copy
+        raise PictureError("this model was trained on pictures imported from a dataset (data.source: openecad), "
+                           "not drawn by the render stage: there are no render settings to draw a JSON model as in "
+                           "training; give a picture of the part instead of --json")
     job = RenderJob.from_params(manifest.render_params())
     pictures, _ = pictures_of_json(str(path), Path(path).stem, job)
     if job.layout == "grid":

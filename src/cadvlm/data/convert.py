@@ -15,12 +15,13 @@ evaluate and validate-data read answers in the same language. The prompt is one 
 templates (params), picked per sample from a hash of the sample id and the seed: deterministic,
 independent of order and of the other samples, and balanced over a large set. A template may say
 ``{views}``, replaced by what the picture shows ("four views (front, top, right and iso)" or
-"the front view").
+"the front view"). Pictures imported from a dataset (an OpenECAD set: data/extracted/pictures.json)
+keep the dataset's own prompt, which says what kind of picture each is, and one sample per part.
 
 Everything written is checked first (`check_samples`, the same code `cadvlm validate-data` runs):
-each picture exists and is a PNG of the rendered size (read from its header only: cheap), each
-human turn starts with ``<image>``, each answer parses back to a model with the source's extrude
-and curve counts. A sample that fails is left out and counted by reason in metrics/convert.json,
+each picture exists and is a PNG (or an imported JPEG) of the rendered size (read from its header
+only: cheap), each human turn starts with ``<image>``, each answer parses back to a model with the
+source's extrude and curve counts. A sample that fails is left out and counted by reason in metrics/convert.json,
 with the counts per split, per template, and answer lengths in characters and tokens.
 
 Token counts use `count_tokens`, a fixed regular expression (letter runs, single digits, single
@@ -33,18 +34,21 @@ from __future__ import annotations
 import json
 import os
 import re
-import struct
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cadvlm.data.prompts import DEFAULT_PROMPTS, choose_template, describe_views
+from cadvlm.pictures import picture_size, read_pictures
 
 IMAGE_TAG = "<image>"
 SPLIT_FILES = {"train": "train.json", "validation": "val.json", "test": "test.json"}
 INFO_FILE = "convert_info.json"
 GRID_VIEW = "grid"  # a sample's `view` when its picture is the 2x2 sheet of all views
+# grid: one 2x2 sheet per part; separate: one picture per part and view; single: one imported
+# picture per part as its dataset ships it (render.imported), of the kind pictures.json gives.
+LAYOUTS = ("grid", "separate", "single")
 POOL_MIN = 64  # fewer models than this are written in-process (a pool costs more than it saves)
 
 _TOKEN = re.compile(r"[A-Za-z_]+|\d|[^\sA-Za-z_\d]")
@@ -102,10 +106,11 @@ class RenderInfo:
     @classmethod
     def read(cls, rendered: Path) -> "RenderInfo":
         meta = json.loads((rendered / "rendering_metadata.json").read_text())
-        layout = meta.get("layout") or meta.get("settings", {}).get("layout")
-        if layout not in ("grid", "separate"):
+        settings = meta.get("settings") or {}
+        layout = meta.get("layout") or settings.get("layout")
+        if layout not in LAYOUTS:
             raise ValueError(f"{rendered}/rendering_metadata.json: unknown layout {layout!r}")
-        views = tuple(meta.get("settings", {}).get("views") or meta.get("cameras", {}).keys())
+        views = tuple(meta.get("views") or settings.get("views") or (meta.get("cameras") or {}).keys())
         image = meta.get("image", {})
         size = image.get("grid_size") if layout == "grid" else image.get("view_size")
         if isinstance(size, int):
@@ -175,27 +180,6 @@ class CheckResult:
     examples: dict = field(default_factory=dict)  # reason -> first message
 
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def _png_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from a PNG's IHDR header (33 bytes read), or None when it is no PNG.
-
-    This is the check PIL's open does, without PIL's per-file setup (3,300 pictures in ~30 ms).
-    """
-    try:
-        with open(path, "rb") as f:
-            head = f.read(33)
-    except OSError:
-        return None
-    if len(head) < 33 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR" or head[8:12] != b"\x00\x00\x00\r":
-        return None
-    w, h = struct.unpack(">II", head[16:24])
-    if w == 0 or h == 0 or head[24] not in (1, 2, 4, 8, 16) or head[25] not in (0, 2, 3, 4, 6):
-        return None
-    return w, h
-
-
 def check_samples(samples: list, image_root: Path, size: tuple[int, int] | None,
                   parsed_cache: dict | None = None, code_format=None) -> CheckResult:
     """Validate conversation samples; `parsed_cache` maps answer -> verdict (filled as it goes)."""
@@ -232,9 +216,9 @@ def check_samples(samples: list, image_root: Path, size: tuple[int, int] | None,
         if not path.is_file():
             bad("image_missing", f"{sid}: {path} does not exist")
             continue
-        got = _png_size(path)
+        got = picture_size(path)
         if got is None:
-            bad("image_unreadable", f"{sid}: {path} is not a readable PNG")
+            bad("image_unreadable", f"{sid}: {path} is not a readable PNG or JPEG")
             continue
         if size is not None and tuple(got) != tuple(size):
             bad("image_size", f"{sid}: {path} is {got[0]}x{got[1]}, expected {size[0]}x{size[1]}")
@@ -271,6 +255,8 @@ def convert(extracted, rendered, out_dir, config: ConvertConfig = ConvertConfig(
     split = json.loads((extracted / "split.json").read_text())
     index = json.loads((rendered / "index.json").read_text())
     info = RenderInfo.read(rendered)
+    # Pictures that came with the dataset come with its prompts, which say what each picture is.
+    imported = read_pictures(extracted) or {}
     skipped: Counter = Counter()
 
     # One answer per model (all its views share it), written in worker processes.
@@ -309,8 +295,8 @@ def convert(extracted, rendered, out_dir, config: ConvertConfig = ConvertConfig(
                 continue
             cache[answer] = verdict
             images = index[model_id]
-            if info.layout == "grid":
-                pairs = [(model_id, images[0] if images else None, None)]  # the sheet: all views
+            if info.layout != "separate":  # the sheet of all views, or the one imported picture
+                pairs = [(model_id, images[0] if images else None, imported.get(model_id, {}).get("kind"))]
             else:
                 pairs = [(f"{model_id}_{v}", _view_image(images, model_id, v), v) for v in info.views]
             for sid, image, view in pairs:
@@ -318,8 +304,11 @@ def convert(extracted, rendered, out_dir, config: ConvertConfig = ConvertConfig(
                 if image is None:
                     skipped["image_not_indexed"] += 1
                     continue
-                t = choose_template(sid, config.seed, len(config.prompts))
-                prompt = config.prompts[t].replace("{views}", info.describe(view))
+                if model_id in imported:
+                    prompt = imported[model_id]["prompt"]
+                else:
+                    t = choose_template(sid, config.seed, len(config.prompts))
+                    prompt = config.prompts[t].replace("{views}", info.describe(view))
                 # model_id and view say what the sample shows: nothing downstream parses ids
                 samples.append({"id": sid, "model_id": model_id, "view": view or GRID_VIEW, "image": image,
                                 "conversations": [
@@ -331,7 +320,8 @@ def convert(extracted, rendered, out_dir, config: ConvertConfig = ConvertConfig(
         for s in res.ok:
             ok_ids.add(owner[s["id"]])
             answer = s["conversations"][1]["value"]
-            templates[choose_template(s["id"], config.seed, len(config.prompts))] += 1
+            templates["dataset" if owner[s["id"]] in imported else
+                      choose_template(s["id"], config.seed, len(config.prompts))] += 1
             chars.append(len(answer))
             tokens.append(count_tokens(answer))
         n_models = len(ok_ids)
@@ -341,15 +331,23 @@ def convert(extracted, rendered, out_dir, config: ConvertConfig = ConvertConfig(
     _write_json(out_dir / INFO_FILE, {
         "image_folder": os.path.relpath(rendered, out_dir), "image_size": list(info.size) if info.size else None,
         "layout": info.layout, "views": list(info.views), "splits": SPLIT_FILES,
-        **config.code.to_json(), "prompts": list(config.prompts)})
+        **config.code.to_json(), "prompts": list(_dataset_prompts(imported) or config.prompts)})
     metrics["skipped"] = dict(sorted(skipped.items()))
     metrics["templates"] = {str(k): templates.get(k, 0) for k in range(len(config.prompts))}
+    if imported:
+        metrics["templates"]["dataset"] = templates.get("dataset", 0)
     metrics["answer_chars"] = _stats(chars)
     metrics["answer_tokens"] = _stats(tokens)
     if metrics_path is not None:
         Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
         _write_json(Path(metrics_path), metrics)
     return metrics
+
+
+def _dataset_prompts(imported: dict) -> list[str]:
+    """The dataset's own prompts, the most used first (the one inference uses by default)."""
+    counts = Counter(r["prompt"] for r in imported.values())
+    return sorted(counts, key=lambda p: (-counts[p], p))
 
 
 def _view_image(images: list, model_id: str, view: str) -> str | None:

@@ -30,17 +30,17 @@ class ModelManifest:
     weights: str  # "full": the folder holds every weight; "lora": an adapter over `base`
     base: str | None  # hub id or path relative to the folder (lora); None for full weights
     code: CodeFormat = field(default_factory=CodeFormat)
-    layout: str = "grid"  # grid: one 2x2 sheet per part; separate: one picture per view
+    layout: str = "grid"  # grid: one 2x2 sheet per part; separate: one picture per view; single: one imported picture
     views: tuple[str, ...] = GRID_VIEWS
     image_size: tuple[int, int] | None = None  # pictures as trained on (the sheet's size for grid)
     prompts: tuple[str, ...] = (DEFAULT_PROMPT,)  # training templates; {views} = what the picture shows
-    render: dict = field(default_factory=dict)  # the render stage's settings (RenderJob.to_json())
+    render: dict = field(default_factory=dict)  # the render stage's settings (RenderJob.to_json()); {} = imported pictures
 
     def __post_init__(self):
         if self.weights not in ("full", "lora"):
             raise ManifestError(f"weights must be 'full' or 'lora', not {self.weights!r}")
-        if self.layout not in ("grid", "separate"):
-            raise ManifestError(f"layout must be 'grid' or 'separate', not {self.layout!r}")
+        if self.layout not in ("grid", "separate", "single"):
+            raise ManifestError(f"layout must be 'grid', 'separate' or 'single', not {self.layout!r}")
         if not self.prompts:
             raise ManifestError("a model needs at least one prompt template")
         object.__setattr__(self, "views", tuple(self.views))

@@ -29,6 +29,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from cadvlm.pictures import PICTURES_FILE
 from cadvlm.render.pipeline import RenderJob
 from cadvlm.render.sheet import TMP_PREFIX, write_atomic
 
@@ -200,9 +201,14 @@ def metadata(job: RenderJob) -> dict:
 def run_render(extracted, out, job: RenderJob, workers: int = 2, metrics_path=None,
                progress: bool = True, timeout_s: float = 120.0) -> dict:
     """Render the subset in `extracted` into `out`; returns (and writes) the metrics.
-    `timeout_s` is the limit per model (build + tessellate + views + PNG)."""
+    `timeout_s` is the limit per model (build + tessellate + views + PNG). A subset whose pictures
+    came with the dataset (an OpenECAD set: pictures.json) is imported, not drawn (render.imported)."""
     t_start = time.perf_counter()
     extracted, out = Path(extracted), Path(out)
+    if (extracted / PICTURES_FILE).is_file():
+        from cadvlm.render.imported import import_pictures
+
+        return import_pictures(extracted, out, metrics_path)
     out.mkdir(parents=True, exist_ok=True)
     images = out / "images"
     digest = job_digest(job)
