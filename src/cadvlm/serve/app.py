@@ -168,8 +168,8 @@ def create_app(config: ServeConfig, generate_fn=None, manifest: ModelManifest | 
     @app.get("/v1/info", tags=["inference"], summary="what the model expects and the server's limits")
     async def info():
         return {"format": manifest.code.name, "layout": manifest.layout, "views": list(manifest.views),
-                "view_size": manifest.view_size, "prompt": manifest.prompt(None if manifest.layout == "grid"
-                                                                           else manifest.views[0]),
+                "view_size": manifest.view_size,
+                "prompt": manifest.prompt(manifest.views[0] if manifest.layout == "separate" else None),
                 "limits": {"max_body_bytes": cfg.max_body_bytes, "max_batch_body_bytes": cfg.max_batch_body_bytes,
                            "max_pixels": cfg.max_pixels, "max_new_tokens": cfg.max_new_tokens,
                            "max_new_tokens_limit": cfg.max_new_tokens_limit, "ttl_s": cfg.ttl_s,

@@ -76,11 +76,11 @@ def model_input(manifest: ModelManifest, image=None, views: dict | None = None, 
     unknown = set(views) - set(GRID_VIEWS)
     if unknown:
         raise BadInput(f"unknown views {sorted(unknown)}; use {', '.join(GRID_VIEWS)}")
-    if manifest.layout == "separate":
+    if manifest.layout != "grid":  # separate views, or one imported picture: no sheet to compose
         if len(views) != 1:
-            raise BadInput("this model reads one view at a time: send one of front/top/right/iso, or `image`")
+            raise BadInput("this model reads one picture at a time: send one of front/top/right/iso, or `image`")
         (name, pic), = views.items()
-        return pic.convert("RGB"), name
+        return pic.convert("RGB"), (name if manifest.layout == "separate" else None)
     try:
         grid = compose_views(views, manifest.view_size)
     except PictureError as exc:
