@@ -11,9 +11,9 @@ from cadvlm.serve.pictures import BadInput, model_input, open_picture
 def test_open_picture_refuses_by_name():
     assert open_picture(png_bytes((30, 20)), "image", 10_000, 100).size == (30, 20)
     for data, words in ((b"", "empty"), (b"GIF89a nonsense", "front: "), (b"hello", "not a picture"),
-                        (truncated_png(), "truncated"), (bomb_png(), "refused"), (png_bytes((200, 20)), "over the limit")):
+                        (truncated_png(), "truncated"), (bomb_png(), "refused"), (png_bytes((900, 20)), "over the limit")):
         with pytest.raises(BadInput) as e:
-            open_picture(data, "front", 10_000, 100)
+            open_picture(data, "front", 100_000, 500)
         assert str(e.value).startswith("front:") and words in str(e.value), (words, str(e.value))
 
 
