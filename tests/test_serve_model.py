@@ -58,3 +58,23 @@ def test_real_model_loads_and_batches(tiny_model_dir, tmp_path):
         assert max(r.json()["batch_size"] for r in rs) >= 2  # the four shared generate() calls
         metrics = requests.get(s.url + "/metrics", timeout=5).text
         assert "cadvlm_model_ready 1.0" in metrics
+
+
+def test_a_model_that_does_not_load_is_reported_not_fatal(tmp_path):
+    """A manifest without weights: the server stays up, /readyz and /v1/predict say why (503)."""
+    from fastapi.testclient import TestClient
+    from serve_helpers import model_dir
+
+    from cadvlm.serve.app import create_app
+    from cadvlm.serve.config import ServeConfig
+
+    cfg = ServeConfig(model_dir=model_dir(tmp_path / "model"), results_dir=tmp_path / "results", workers=1,
+                      device="cpu", api_token="", project_dir=tmp_path)
+    with TestClient(create_app(cfg)) as c:
+        deadline = time.time() + 60
+        while "cannot load" not in c.get("/readyz").json()["detail"]:
+            assert time.time() < deadline
+            time.sleep(0.1)
+        assert c.get("/readyz").status_code == 503 and c.get("/healthz").status_code == 200
+        r = c.post("/v1/predict", files={"image": ("s.png", png_bytes(), "image/png")})
+        assert r.status_code == 503 and "cannot load the model" in r.json()["detail"]
