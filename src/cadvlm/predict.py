@@ -216,6 +216,10 @@ def cmd_predict(args, generate=None, sample=None) -> int:
     prompt = args.prompt or manifest.prompt(view)
 
     n_samples = max(0, int(getattr(args, "samples", 0) or 0))
+    if n_samples and not manifest.render:
+        print("cadvlm predict: --samples draws each candidate as the training pictures were drawn, but this model "
+              "records no render settings (trained on imported pictures)", file=sys.stderr)
+        return 2
     if generate is None:
         try:
             from cadvlm.model.generate import generate_code, sample_code, set_cpu_threads

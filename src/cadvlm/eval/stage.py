@@ -79,6 +79,13 @@ class ModelRunner:
     def __init__(self, cfg: EvalConfig, generate: Callable | None = None, sample: Callable | None = None):
         self.cfg, self._generate, self._sample, self._model = cfg, generate, sample, None
 
+    def load(self) -> float:
+        """Load the model now (so that generation times exclude loading); returns the seconds it took."""
+        t0 = time.perf_counter()
+        if self._generate is None or (self.cfg.rac_samples > 0 and self._sample is None):
+            self._load()
+        return time.perf_counter() - t0
+
     def _load(self):
         if self._model is None:
             from cadvlm.model.generate import set_cpu_threads
@@ -128,6 +135,7 @@ def _render_compare(cfg: EvalConfig, runner: ModelRunner, records: list, greedy:
 def evaluate_records(cfg: EvalConfig, runner: ModelRunner, records: list, truths: list[str], code, pool,
                      constant: dict | None, train: list, render_params: dict | None) -> dict:
     """Answer and score every method on one set of pictures -> rows, answers and seconds."""
+    runner.load()
     t0 = time.perf_counter()
     answers = runner.greedy(records)
     out = {"answers": answers, "rac": None, "seconds": {"model": time.perf_counter() - t0}}
@@ -156,9 +164,11 @@ def evaluate_records(cfg: EvalConfig, runner: ModelRunner, records: list, truths
     return out
 
 
-def method_metrics(cfg: EvalConfig, rows: list[dict], constant: dict | None, rac_info: list | None) -> dict:
+def method_metrics(cfg: EvalConfig, rows: list[dict], constant: dict | None, rac_info: list | None,
+                   title: str) -> dict:
     """eval.json's shape: the model's figures at the top, the other methods beside them."""
     summary = summarise_methods(rows, METHODS, cfg.score.seed, cfg.bootstrap)
+    print(title)
     metrics = dict(summary["model"])
     metrics["baselines"] = {m: summary[m] for m in summary if m not in ("model", "rac")}
     if "rac" in summary:
@@ -189,12 +199,15 @@ def run_stage(cfg: EvalConfig, generate: Callable[[list], list[str]] | None = No
     manifest = ModelManifest.read(cfg.model_dir) if (cfg.model_dir / "cadvlm_model.json").is_file() else None
     code = code or ModelManifest.read(cfg.model_dir).code  # answers are read in the model's language
     render_params = manifest.render_params() if manifest else {}
+    if (cfg.rac_samples > 0 or cfg.real_dir is not None) and not (manifest and manifest.render):
+        raise ValueError(f"eval.rac_samples and eval.real_dir draw parts as the model's pictures were drawn, but "
+                         f"{cfg.model_dir} records no render settings (a model trained on imported pictures?)")
     runner = ModelRunner(cfg, generate, sample)
     records = load_conversations(cfg.converted_dir / "test.json", cfg.rendered_dir)
     json_dir = cfg.extracted_dir / "json"
     truths = [str(json_dir / f"{r.model_id}.json") for r in records]
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    timing: dict = {}
+    timing: dict = {"load_model_s": runner.load()}
 
     with make_pool(cfg.score, WARMUP_EXTRA if cfg.rac_samples > 0 or cfg.real_dir else ()) as pool:
         t0 = time.perf_counter()
@@ -234,7 +247,8 @@ def run_stage(cfg: EvalConfig, generate: Callable[[list], list[str]] | None = No
         timing["worker_restarts"] = pool.restarts
 
     write_rows_csv(test["rows"], cfg.out_dir / "samples.csv")
-    metrics = method_metrics(cfg, test["rows"], constant, test.get("rac_info"))
+    metrics = method_metrics(cfg, test["rows"], constant, test.get("rac_info"),
+                             f"test split ({len(records)} pictures):")
     write_json(metrics, cfg.metrics_path)
     write_families(cfg.out_dir / "samples.csv", cfg.beside("eval_families.json"), cfg.out_dir / "families.csv",
                    METHODS)
@@ -243,7 +257,8 @@ def run_stage(cfg: EvalConfig, generate: Callable[[list], list[str]] | None = No
         write_json({"n": 0, "real_dir": None}, cfg.beside("eval_real.json"))
     seconds = {"test": _per_part(test["seconds"], len(records)),
                "real": _per_part(real["seconds"], real["n_pictures"]) if real else None,
-               "stage": {k: rounded(v, 4) for k, v in dict(timing, total_s=time.perf_counter() - t_start).items()}}
+               "stage": {k: rounded(v, 4) if isinstance(v, float) else v
+                         for k, v in dict(timing, total_s=time.perf_counter() - t_start).items()}}
     write_json(seconds, cfg.beside("eval_timing.json"))
     print("evaluate seconds per part: " + ", ".join(f"{k} {v:.3f}" for k, v in seconds["test"].items()))
     return {"metrics": metrics, "rows": test["rows"], "timing": dict(timing, **test["seconds"]),
@@ -255,16 +270,14 @@ def _evaluate_real(cfg: EvalConfig, runner: ModelRunner, manifest, code, pool, c
     """Render the real parts as the model's pictures were drawn, then score every method on them."""
     from cadvlm.eval.real import real_records
 
-    if manifest is None:
-        raise ValueError(f"eval.real_dir needs the model folder's manifest ({cfg.model_dir}) to render as in training")
     with tempfile.TemporaryDirectory(prefix="cadvlm-real-") as tmp:
         records, truths, skipped = real_records(cfg.real_dir, manifest, Path(tmp), pool)
         if not records:
             raise ValueError(f"eval.real_dir {cfg.real_dir}: no part could be drawn ({skipped})")
         out = evaluate_records(cfg, runner, records, truths, code, pool, constant, train, render_params)
     write_rows_csv(out["rows"], cfg.out_dir / "real_samples.csv")
-    print(f"real parts from {cfg.real_dir}: {len(records)} pictures, skipped {skipped or 'none'}")
-    metrics = method_metrics(cfg, out["rows"], constant, out.get("rac_info"))
+    metrics = method_metrics(cfg, out["rows"], constant, out.get("rac_info"),
+                             f"real parts from {cfg.real_dir} ({len(records)} pictures, skipped {skipped or 'none'}):")
     metrics.update(real_dir=str(cfg.real_dir), n_files=len({r.model_id for r in records}) + sum(skipped.values()),
                    skipped=skipped)
     write_json(metrics, cfg.beside("eval_real.json"))
