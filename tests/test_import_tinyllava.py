@@ -185,3 +185,29 @@ def test_parity_summary():
     """Prints the parity figures gathered above (run with -s to see them)."""
     for case, figures in PARITY.items():
         print(f"parity {case}: {figures}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["phi", "gemma"])
+def test_converted_model_trains_with_lora_and_generates(converted, tmp_path, family):
+    """model.base = the converted folder: the train stage runs LoRA steps, the result loads and generates."""
+    import yaml
+    from test_train import make_project, run_train
+
+    from cadvlm.model.generate import generate_code
+    from cadvlm.model.load import load_trained
+
+    _, dst, _ = converted[(family, "siglip")]
+    root = make_project(tmp_path, n_train=8, n_val=2, method="lora", epochs=1, eval_on_start=False, batch_size=4)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["model"]["base"] = str(dst)
+    params["lora"]["target_modules"] = ["q_proj", "v_proj"]  # in every family's attention
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    metrics = run_train(root)
+    assert metrics["n_train"] == 8 and 0 < metrics["n_trainable_params"] < metrics["n_params"]
+    assert np.isfinite(metrics["train_loss_first_epoch"]) and np.isfinite(metrics["val_loss_last"])
+    manifest = json.loads((root / "models" / "cadvlm_model.json").read_text())
+    assert (manifest["weights"], manifest["base"]) == ("lora", str(dst))
+    model, processor = load_trained(root / "models", device="cpu")
+    out = generate_code(model, processor, [_picture(1), _picture(2)], "Write the code.", max_new_tokens=6, batch_size=2)
+    assert len(out) == 2 and all(isinstance(s, str) for s in out)

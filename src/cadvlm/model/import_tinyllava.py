@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 
 from cadvlm.data.conversations import to_messages
-from cadvlm.model.safetensors_stream import DTYPES, StreamWriter, TensorInfo, read_bytes, read_header, read_tensor
+from cadvlm.model.safetensors_stream import DTYPES, StreamWriter, TensorInfo, read_header, read_tensor
 from cadvlm.model.tinyllava_format import (
     DEFAULT_TEMPLATE,
     IMAGE_TAG,
@@ -351,10 +351,11 @@ def import_tinyllava(src: str | Path, dst: str | Path, system: str = "openecad",
             raise TinyLlavaFormatError(f"{info.name}: shape {info.shape} does not fit {target} {expected[target]}")
         return shape
 
-    def convert(target: str, path: Path, info: TensorInfo):
-        """The tensor (or raw bytes when nothing changes) to write for `target`."""
-        if target not in grow and not (target in scaled and embed_scale != 1.0) and DTYPES[info.dtype] == out_dtype:
-            return read_bytes(path, info)
+    def unchanged(target: str, info: TensorInfo) -> bool:
+        return target not in grow and not (target in scaled and embed_scale != 1.0) and DTYPES[info.dtype] == out_dtype
+
+    def convert(target: str, path: Path, info: TensorInfo) -> torch.Tensor:
+        """The tensor to write for `target`: grown by mean rows, scaled, cast."""
         t = read_tensor(path, info)
         if target in scaled and embed_scale != 1.0:
             t = (t.float() * embed_scale).to(t.dtype)
@@ -379,7 +380,11 @@ def import_tinyllava(src: str | Path, dst: str | Path, system: str = "openecad",
             writer = StreamWriter(work / fname, specs)
             try:
                 for nm in names:
-                    writer.write(rename[nm], convert(rename[nm], path, where[nm][1]))
+                    target, info = rename[nm], where[nm][1]
+                    if unchanged(target, info):
+                        writer.copy_from(target, path, info)  # renamed only: copied inside the kernel
+                    else:
+                        writer.write(target, convert(target, path, info))
                 writer.close()
             except BaseException:
                 writer.abort()

@@ -7,12 +7,15 @@ format is simple enough to stream (safetensors' README, "Format"): 8 bytes littl
 length N, N bytes of JSON `{name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__":
 {...}}`, then the raw little-endian, C-order bytes, offsets relative to the end of the header. Here a
 tensor's bytes are read with `readinto` into a fresh buffer (page cache, not our memory, holds the
-file) and written straight out, so the peak is about the largest tensor, not the largest shard.
+file) and written straight out, so the peak is about the largest tensor, not the largest shard. A
+tensor that is only renamed is not read at all: `StreamWriter.copy_from` copies its byte range from
+file to file inside the kernel (`os.copy_file_range`), falling back to 16 MiB chunks.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +28,7 @@ DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF1
           "BOOL": torch.bool}
 NAMES = {v: k for k, v in DTYPES.items()}
 MAX_HEADER = 100 * 1024 * 1024  # the reference implementation's limit on the JSON header
+CHUNK = 16 * 1024 * 1024
 
 
 class SafetensorsError(ValueError):
@@ -114,15 +118,45 @@ class StreamWriter:
         raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
         raw += b" " * (-len(raw) % 8)  # data starts 8-byte aligned, as the reference writer does
         self.total_bytes = offset
-        self._f = open(self._tmp, "wb")  # noqa: SIM115  kept open across write() calls; closed by close()/abort()
+        self._f = open(self._tmp, "wb", buffering=0)  # noqa: SIM115  kept open across write() calls; closed by close()/abort()
         self._f.write(struct.pack("<Q", len(raw)))
         self._f.write(raw)
         self._next = 0
 
-    def write(self, name: str, data: torch.Tensor | bytes | bytearray) -> None:
+    def _expect(self, name: str):
         want, dtype, shape, nbytes = self._order[self._next]
         if name != want:
             raise SafetensorsError(f"{self.path}: expected tensor {want} next, got {name}")
+        return dtype, shape, nbytes
+
+    def copy_from(self, name: str, path: str | Path, info: TensorInfo) -> None:
+        """Write tensor `name` as the raw bytes of `info` in the file `path`, without reading them into memory."""
+        dtype, shape, nbytes = self._expect(name)
+        if NAMES[dtype] != info.dtype or shape != info.shape or nbytes != info.nbytes:
+            raise SafetensorsError(f"{self.path}: {name} declared {dtype} {shape}, source is {info.dtype} {info.shape}")
+        out = self._f.fileno()
+        with open(path, "rb", buffering=0) as src:
+            offset, left = info.begin, nbytes
+            while left:
+                try:
+                    n = os.copy_file_range(src.fileno(), out, left, offset)
+                except (AttributeError, OSError):  # not Linux, or a filesystem pair it refuses
+                    n = 0
+                if n <= 0:  # fall back to plain reads for the rest
+                    src.seek(offset)
+                    while left:
+                        chunk = src.read(min(CHUNK, left))
+                        if not chunk:
+                            raise SafetensorsError(f"{path}: tensor {info.name} is truncated")
+                        self._f.write(chunk)
+                        left -= len(chunk)
+                    break
+                offset += n
+                left -= n
+        self._next += 1
+
+    def write(self, name: str, data: torch.Tensor | bytes | bytearray) -> None:
+        dtype, shape, nbytes = self._expect(name)
         if isinstance(data, torch.Tensor):
             if data.dtype != dtype or tuple(data.shape) != shape:
                 raise SafetensorsError(f"{self.path}: {name} is {data.dtype} {tuple(data.shape)}, "
