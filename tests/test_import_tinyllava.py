@@ -211,3 +211,38 @@ def test_converted_model_trains_with_lora_and_generates(converted, tmp_path, fam
     model, processor = load_trained(root / "models", device="cpu")
     out = generate_code(model, processor, [_picture(1), _picture(2)], "Write the code.", max_new_tokens=6, batch_size=2)
     assert len(out) == 2 and all(isinstance(s, str) for s in out)
+
+
+def test_streamed_safetensors_read_back_by_the_reference_library(tmp_path, monkeypatch):
+    """StreamWriter's files are what safetensors itself reads; copy_from works with and without the kernel copy."""
+    import os
+
+    from safetensors.torch import load_file, save_file
+
+    from cadvlm.model import safetensors_stream as ss
+
+    src = {"a": torch.randn(3, 5).to(torch.bfloat16), "b": torch.arange(7, dtype=torch.int64),
+           "c": torch.randn(2, 2, 2, dtype=torch.float16), "d": torch.zeros(0, 4)}
+    save_file(src, str(tmp_path / "src.safetensors"))
+    infos, _ = ss.read_header(tmp_path / "src.safetensors")
+    assert {k: torch.equal(ss.read_tensor(tmp_path / "src.safetensors", v), src[k]) for k, v in infos.items()} == \
+        dict.fromkeys(src, True)
+    for kernel in (True, False):
+        if not kernel:
+            monkeypatch.setattr(os, "copy_file_range", lambda *a: (_ for _ in ()).throw(OSError("EXDEV")))
+        out = tmp_path / f"out{kernel}.safetensors"
+        w = ss.StreamWriter(out, [("x", torch.bfloat16, (3, 5)), ("y", torch.float32, (2, 2)),
+                                  ("z", torch.float16, (2, 2, 2)), ("e", torch.float32, (0, 4))])
+        w.copy_from("x", tmp_path / "src.safetensors", infos["a"])
+        w.write("y", torch.ones(2, 2))
+        w.copy_from("z", tmp_path / "src.safetensors", infos["c"])
+        w.write("e", torch.zeros(0, 4))
+        w.close()
+        back = load_file(str(out))
+        assert torch.equal(back["x"], src["a"]) and torch.equal(back["z"], src["c"])
+        assert torch.equal(back["y"], torch.ones(2, 2)) and back["e"].shape == (0, 4)
+    w = ss.StreamWriter(tmp_path / "bad.safetensors", [("x", torch.float32, (2,))])
+    with pytest.raises(ss.SafetensorsError, match="expected tensor x"):
+        w.write("y", torch.ones(2))
+    w.abort()
+    assert not list(tmp_path.glob("bad*"))
