@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from openecad_fixture import BAD, GOOD, PROMPTS, REFUSED, write_set
 
 from cadvlm.cad.limits import Limits
 from cadvlm.codec.format import CodeFormat
@@ -17,7 +18,6 @@ from cadvlm.model.manifest import ModelManifest
 from cadvlm.render.pipeline import RenderJob
 from cadvlm.render.stage import run_render
 from cadvlm.subset import order_pools
-from openecad_fixture import BAD, GOOD, PROMPTS, REFUSED, write_set
 
 ALL = {"train": 50, "validation": 50, "test": 50}  # more than there are: every record is decided
 

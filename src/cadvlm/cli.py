@@ -21,6 +21,8 @@ COMMANDS = {
     "predict": ("cadvlm.predict", "cmd_predict", "pictures -> CAD code -> STEP/STL with a trained model"),
     "score": ("cadvlm.eval.command", "cmd_score", "score a folder of generated code against ground truth"),
     "serve": ("cadvlm.serve.command", "cmd_serve", "HTTP API and web page: pictures -> code -> STEP, batching"),
+    "fetch": ("cadvlm.fetch", "cmd_fetch",
+              "download a dataset set or a model from the Hugging Face hub (the only network step)"),
     "import-model": ("cadvlm.model.import_command", "cmd_import_model",
                      "convert a TinyLLaVA/OpenECAD checkpoint into a LLaVA folder for model.base"),
 }

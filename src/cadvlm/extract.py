@@ -108,7 +108,7 @@ class ExtractConfig:
             raise ValueError(f"data.source must be one of {SOURCES}, not {self.source!r}")
 
     @classmethod
-    def from_params(cls, params: dict, out_dir: Path = Path("data/extracted")) -> "ExtractConfig":
+    def from_params(cls, params: dict, out_dir: Path = Path("data/extracted")) -> ExtractConfig:
         """From params.yaml (`base.seed` and the `data` section)."""
         d = params["data"]
         return cls(raw_dir=Path(d["raw_dir"]), out_dir=Path(out_dir),
