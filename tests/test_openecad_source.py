@@ -114,6 +114,7 @@ def test_convert_keeps_the_dataset_prompts_and_pictures(project):
     assert info["prompts"][0] == PROMPTS["iso"] and set(info["prompts"]) == set(PROMPTS.values())
     manifest = ModelManifest.from_training_data("full", None, root / "converted", root / "rendered")
     assert manifest.layout == "single" and manifest.render == {} and manifest.prompt() == PROMPTS["iso"]
+    assert manifest.pictures == "imported"
 
 
 def test_evaluate_scores_against_the_parsed_truth(project, tmp_path):

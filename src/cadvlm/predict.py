@@ -93,7 +93,7 @@ def render_json(path: Path, manifest):
     """(picture uint8, view name or None for a grid) of a DeepCAD JSON, drawn as in training."""
     from cadvlm.render.pipeline import RenderJob, pictures_of_json
 
-    if not manifest.render:  # trained on a dataset's own pictures (e.g. an OpenECAD set): no renderer to copy
+    if manifest.pictures == "imported":  # trained on a dataset's own pictures (an OpenECAD set): no renderer to copy
         raise PictureError("this model was trained on pictures imported from a dataset (data.source: openecad), "
                            "not drawn by the render stage: there are no render settings to draw a JSON model as in "
                            "training; give a picture of the part instead of --json")

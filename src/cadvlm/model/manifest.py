@@ -34,7 +34,8 @@ class ModelManifest:
     views: tuple[str, ...] = GRID_VIEWS
     image_size: tuple[int, int] | None = None  # pictures as trained on (the sheet's size for grid)
     prompts: tuple[str, ...] = (DEFAULT_PROMPT,)  # training templates; {views} = what the picture shows
-    render: dict = field(default_factory=dict)  # the render stage's settings (RenderJob.to_json()); {} = imported pictures
+    render: dict = field(default_factory=dict)  # the render stage's settings (RenderJob.to_json())
+    pictures: str = "rendered"  # rendered (by the render stage) | imported (a dataset's own, e.g. an OpenECAD set)
 
     def __post_init__(self):
         if self.weights not in ("full", "lora"):
@@ -43,6 +44,8 @@ class ModelManifest:
             raise ManifestError(f"layout must be 'grid', 'separate' or 'single', not {self.layout!r}")
         if not self.prompts:
             raise ManifestError("a model needs at least one prompt template")
+        if self.pictures not in ("rendered", "imported"):
+            raise ManifestError(f"pictures must be 'rendered' or 'imported', not {self.pictures!r}")
         object.__setattr__(self, "views", tuple(self.views))
         object.__setattr__(self, "prompts", tuple(self.prompts))
         if self.image_size is not None:
@@ -73,7 +76,7 @@ class ModelManifest:
         return {"manifest_version": MANIFEST_VERSION, "weights": self.weights, "base": self.base,
                 **self.code.to_json(), "layout": self.layout, "views": list(self.views),
                 "image_size": list(self.image_size) if self.image_size else None,
-                "prompts": list(self.prompts), "render": self.render}
+                "prompts": list(self.prompts), "render": self.render, "pictures": self.pictures}
 
     def write(self, model_dir) -> Path:
         path = Path(model_dir) / MANIFEST
@@ -100,7 +103,7 @@ class ModelManifest:
             return cls(weights=info["weights"], base=info.get("base"), code=CodeFormat.from_json(info),
                        layout=info["layout"], views=tuple(info.get("views") or GRID_VIEWS),
                        image_size=info.get("image_size"), prompts=tuple(info["prompts"]),
-                       render=dict(info.get("render") or {}))
+                       render=dict(info.get("render") or {}), pictures=info.get("pictures") or "rendered")
         except (TypeError, ValueError) as exc:
             raise ManifestError(f"{path}: {exc}") from None
 
@@ -115,4 +118,4 @@ class ModelManifest:
         return cls(weights=weights, base=base, code=CodeFormat.from_json(info),
                    layout=info.get("layout", "grid"), views=tuple(info.get("views") or GRID_VIEWS),
                    image_size=info.get("image_size"), prompts=tuple(info.get("prompts") or (DEFAULT_PROMPT,)),
-                   render=dict(meta.get("settings") or {}))
+                   render=dict(meta.get("settings") or {}), pictures=meta.get("pictures") or "rendered")

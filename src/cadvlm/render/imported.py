@@ -41,7 +41,8 @@ def imported_metadata(records: list[dict]) -> dict:
     views = [v for row in OPENECAD_SHEET for v in row] if layout == "grid" else [k for k in KINDS if k in kinds]
     return {
         "renderer": None,
-        "source": "imported: the dataset's own pictures, copied byte for byte; no renderer settings",
+        "pictures": "imported",  # the model folder's manifest carries it: nothing can draw a part as these were
+        "source": "the dataset's own pictures, copied byte for byte; no renderer settings",
         "settings": {},
         "cameras": {},
         "layout": layout,
