@@ -23,7 +23,8 @@ from cadvlm.model.import_tinyllava import REPORT, import_tinyllava
 from cadvlm.model.load import load_base
 from cadvlm.model.tinyllava_format import OPENECAD_SYSTEM, TinyLlavaFormatError
 
-CASES = [("phi", "siglip"), ("gemma", "siglip"), ("qwen2", "siglip"), ("llama", "siglip"), ("llama", "clip")]
+CASES = [("phi", "siglip"), ("gemma", "siglip"), ("qwen2", "siglip"), ("llama", "siglip"), ("llama", "clip"),
+         ("openelm", "siglip"), ("openelm", "clip")]  # OpenECAD: OpenELM + SigLIP 0.89B, OpenELM + CLIP 0.55B
 QUESTION = "Write OpenECAD-style CAD code that produces the solid drawn in four views."
 ANSWER = ("Of course, here are the codes:\n```python\nSketchPlane0 = add_sketchplane(\n\torigin= [0., 0., 0.], "
           "normal= [0., 0., 1.], x_axis= [1., 0., 0.])\nLoops0 = []\n```")
@@ -146,10 +147,20 @@ def test_refusals(converted, tmp_path):
         (folder / "config.json").write_text(json.dumps({**cfg, **changes}))
         return folder
 
-    openelm = variant("openelm", text_config={**cfg["text_config"], "model_type": "openelm"},
-                      llm_model_name_or_path="apple/OpenELM-450M-Instruct")
-    with pytest.raises(TinyLlavaFormatError, match="OpenELM.*no class in transformers.*Gemma"):
-        import_tinyllava(openelm, tmp_path / "o1")
+    stablelm = variant("stablelm", text_config={**cfg["text_config"], "model_type": "stablelm"})
+    with pytest.raises(TinyLlavaFormatError, match="decoder 'stablelm' is not supported"):
+        import_tinyllava(stablelm, tmp_path / "o1")
+    src_elm, _, _ = converted[("openelm", "siglip")]
+    elm_cfg = json.loads((src_elm / "config.json").read_text())
+    no_qk = tmp_path / "no_qk"
+    no_qk.mkdir()
+    for f in src_elm.iterdir():
+        if f.name != "config.json":
+            (no_qk / f.name).symlink_to(f)
+    (no_qk / "config.json").write_text(json.dumps(
+        {**elm_cfg, "text_config": {**elm_cfg["text_config"], "normalize_qk_projections": False}}))
+    with pytest.raises(TinyLlavaFormatError, match="OpenELM variant not supported"):
+        import_tinyllava(no_qk, tmp_path / "o1b")
     with pytest.raises(TinyLlavaFormatError, match="connector_type 'mof_mlp'"):
         import_tinyllava(variant("mof", connector_type="mof_mlp"), tmp_path / "o2")
     with pytest.raises(TinyLlavaFormatError, match="not 'tinyllava'"):
@@ -188,7 +199,7 @@ def test_parity_summary():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["phi", "gemma"])
+@pytest.mark.parametrize("family", ["phi", "gemma", "openelm"])
 def test_converted_model_trains_with_lora_and_generates(converted, tmp_path, family):
     """model.base = the converted folder: the train stage runs LoRA steps, the result loads and generates."""
     import yaml

@@ -29,7 +29,7 @@ from torch import nn
 
 SYSTEM_TINYLLAVA = ("A chat between a curious user and an artificial intelligence assistant. "
                     "The assistant gives helpful, detailed, and polite answers to the user's questions.")
-EOS = {"llama": "</s>", "gemma": "<eos>", "phi": "<|endoftext|>", "qwen2": "<|endoftext|>"}
+EOS = {"llama": "</s>", "gemma": "<eos>", "phi": "<|endoftext|>", "qwen2": "<|endoftext|>", "openelm": "</s>"}
 CORPUS = [
     SYSTEM_TINYLLAVA,
     ("A conversation between a curious user and an artificial intelligence assistant. The user wants to create a "
@@ -45,7 +45,15 @@ VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3, "n
 TEXT = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
         "max_position_embeddings": 512}
 # family -> (free embedding rows beyond the tokenizer, tied embeddings, number of shards)
-LAYOUT = {"phi": (8, False, 3), "gemma": (0, True, 1), "qwen2": (5, True, 2), "llama": (0, False, 1)}
+LAYOUT = {"phi": (8, False, 3), "gemma": (0, True, 1), "qwen2": (5, True, 2), "llama": (0, False, 1),
+          "openelm": (0, True, 2)}
+# OpenELM with layer-wise scaling, sized down (the real 450M: 20 layers, width 1536, head_dim 64, 4 groups).
+OPENELM = {"model_type": "openelm", "num_transformer_layers": 3, "model_dim": 64, "head_dim": 16, "num_gqa_groups": 2,
+           "qkv_multipliers": [0.5, 1.0], "ffn_multipliers": [0.5, 4.0], "ffn_dim_divisor": 32,
+           "ffn_with_glu": True, "activation_fn_name": "swish", "normalization_layer_name": "rms_norm",
+           "normalize_qk_projections": True, "share_input_output_layers": True, "rope_freq_constant": 10000,
+           "rope_max_length": 4096, "max_context_length": 2048, "initializer_range": 0.02, "use_cache": True,
+           "bos_token_id": 1, "eos_token_id": 2}
 
 
 # ----------------------------------------------------------------------------- tokenizers
@@ -142,41 +150,86 @@ def _randomise(module: nn.Module, gen: torch.Generator) -> None:
                 p.copy_(0.1 * torch.randn(p.shape, generator=gen))
 
 
+def _make_divisible(v: float, divisor: int) -> int:
+    """OpenELM's make_divisible (tinyllava/model/llm/openelm.py)."""
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new_v + divisor if new_v < 0.9 * v else new_v
+
+
+def openelm_config(vocab: int) -> dict:
+    """OpenELMConfig.__post_init__'s per-layer sizes, as TinyLLaVA saves the config (lists filled in)."""
+    c, n = dict(OPENELM, vocab_size=vocab), OPENELM["num_transformer_layers"]
+    qm = [round(v, 2) for v in np.linspace(*c["qkv_multipliers"], num=n)]
+    c["num_query_heads"] = [_make_divisible(c["model_dim"] * m, c["head_dim"] * c["num_gqa_groups"]) // c["head_dim"]
+                            for m in qm]
+    c["num_kv_heads"] = [q // c["num_gqa_groups"] for q in c["num_query_heads"]]
+    c["ffn_multipliers"] = [round(v, 2) for v in np.linspace(*c["ffn_multipliers"], num=n)]
+    return c
+
+
+def _openelm_state(c: dict, gen: torch.Generator) -> dict:
+    """Random weights under OpenELM's names and shapes (OpenELMModel / decoder layer / attention / FFN)."""
+    d, hd = c["model_dim"], c["head_dim"]
+
+    def w(*shape):
+        return torch.randn(shape, generator=gen) / math.sqrt(shape[-1]) * 1.5
+
+    def norm(n):
+        return 1 + 0.1 * torch.randn(n, generator=gen)
+
+    p = "language_model.transformer."
+    state = {p + "token_embeddings.weight": torch.randn(c["vocab_size"], d, generator=gen), p + "norm.weight": norm(d)}
+    for i in range(c["num_transformer_layers"]):
+        q, kv = c["num_query_heads"][i], c["num_kv_heads"][i]
+        f = _make_divisible(c["ffn_multipliers"][i] * d, c["ffn_dim_divisor"])
+        li = f"{p}layers.{i}."
+        state.update({li + "attn.qkv_proj.weight": w((q + 2 * kv) * hd, d), li + "attn.q_norm.weight": norm(hd),
+                      li + "attn.k_norm.weight": norm(hd), li + "attn.out_proj.weight": w(d, q * hd),
+                      li + "ffn.proj_1.weight": w(2 * f, d), li + "ffn.proj_2.weight": w(d, f),
+                      li + "attn_norm.weight": norm(d), li + "ffn_norm.weight": norm(d)})
+    return state
+
+
 def write_checkpoint(root: Path, family: str, vision: str = "siglip", seed: int = 0) -> Path:
     """A TinyLLaVA checkpoint folder for `family` (llama | gemma | phi | qwen2); returns root."""
     from transformers import AutoModel, AutoModelForCausalLM
 
     root.mkdir(parents=True, exist_ok=True)
-    tok = write_tokenizer(root, family)
+    tok = write_tokenizer(root, "llama" if family == "openelm" else family)  # OpenELM uses Llama-2's tokenizer
     free, tied, shards = LAYOUT[family]
     gen = torch.Generator().manual_seed(seed)
-    text_cfg, vis_cfg = _text_config(family, len(tok) + free, tied), _vision_config(vision)
-    lm = AutoModelForCausalLM.from_config(text_cfg)
+    vis_cfg = _vision_config(vision)
+    if family == "openelm":  # no transformers class: config and weights written from OpenELM's own code
+        text_dict = openelm_config(len(tok) + free)
+        hidden = text_dict["model_dim"]
+    else:
+        text_cfg = _text_config(family, len(tok) + free, tied)
+        text_dict, hidden = text_cfg.to_dict(), text_cfg.hidden_size
+        lm = AutoModelForCausalLM.from_config(text_cfg)
     tower = AutoModel.from_config(vis_cfg)
-    connector = nn.Sequential(nn.Linear(VISION["hidden_size"], text_cfg.hidden_size), nn.GELU(),
-                              nn.Linear(text_cfg.hidden_size, text_cfg.hidden_size))
-    for m in (lm, tower, connector):
+    connector = nn.Sequential(nn.Linear(VISION["hidden_size"], hidden), nn.GELU(), nn.Linear(hidden, hidden))
+    for m in (tower, connector) if family == "openelm" else (lm, tower, connector):
         _randomise(m, gen)
-    if tied:
-        lm.tie_weights()
-    state = {}
-    for k, v in lm.state_dict().items():
-        if not (tied and k == "lm_head.weight"):
-            state["language_model." + k] = v
+    if family == "openelm":
+        state = _openelm_state(text_dict, gen)
+    else:
+        if tied:
+            lm.tie_weights()
+        state = {"language_model." + k: v for k, v in lm.state_dict().items() if not (tied and k == "lm_head.weight")}
     state.update({"vision_tower._vision_tower." + k: v for k, v in tower.state_dict().items()})
     state.update({"connector._connector." + k: v for k, v in connector.state_dict().items()})
     state = {k: v.contiguous().clone() for k, v in state.items()}
     _save_shards(root, state, shards)
     hub = {"phi": "microsoft/phi-2", "gemma": "google/gemma-2b-it", "qwen2": "Qwen/Qwen2-0.5B",
-           "llama": "TinyLlama/TinyLlama-1.1B-Chat-v1.0"}[family]
+           "llama": "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "openelm": "apple/OpenELM-450M-Instruct"}[family]
     vhub = "google/siglip-so400m-patch14-384" if vision == "siglip" else "openai/clip-vit-large-patch14-336"
     vdict = vis_cfg.to_dict()
     vdict.update(model_name_or_path=vhub, model_name_or_path2="")  # TinyLLaVA writes these into vision_config
     config = {
         "architectures": ["TinyLlavaForConditionalGeneration"], "model_type": "tinyllava",
         "llm_model_name_or_path": hub, "tokenizer_name_or_path": hub, "vision_model_name_or_path": vhub,
-        "vision_model_name_or_path2": "", "connector_type": "mlp2x_gelu", "text_config": text_cfg.to_dict(),
-        "vision_config": vdict, "hidden_size": text_cfg.hidden_size, "vocab_size": len(tok) + free,
+        "vision_model_name_or_path2": "", "connector_type": "mlp2x_gelu", "text_config": text_dict,
+        "vision_config": vdict, "hidden_size": hidden, "vocab_size": len(tok) + free,
         "vision_hidden_size": VISION["hidden_size"], "ignore_index": -100, "image_token_index": -200,
         "pad_token": tok.pad_token, "pad_token_id": tok.pad_token_id, "tokenizer_padding_side": "right",
         "tokenizer_model_max_length": 2048, "tokenizer_use_fast": False, "vision_feature_layer": -2,
@@ -218,22 +271,28 @@ class Reference:
         state = {}
         for f in sorted(root.glob("*.safetensors")):
             state.update(load_file(str(f)))
-        text_cfg = AutoConfig.for_model(**cfg["text_config"])
         vdict = {k: v for k, v in cfg["vision_config"].items() if not k.startswith("model_name_or_path")}
         vis_cfg = AutoConfig.for_model(**vdict)
-        self.lm = AutoModelForCausalLM.from_config(text_cfg).eval()
-        self.tower = AutoModel.from_config(vis_cfg).eval()
-        self.connector = nn.Sequential(nn.Linear(vis_cfg.hidden_size, text_cfg.hidden_size), nn.GELU(),
-                                       nn.Linear(text_cfg.hidden_size, text_cfg.hidden_size)).eval()
         lm_sd = {k[len("language_model."):]: v for k, v in state.items() if k.startswith("language_model.")}
-        if "lm_head.weight" not in lm_sd:
-            lm_sd["lm_head.weight"] = lm_sd["model.embed_tokens.weight"]
-        self.lm.load_state_dict(lm_sd, strict=True)
+        if self.family == "openelm":  # no transformers class: OpenELM's forward is written out below
+            self.lm, self.lm_state, hidden = None, lm_sd, cfg["text_config"]["model_dim"]
+            self.table = lm_sd["transformer.token_embeddings.weight"]
+            self.vocab = cfg["text_config"]["vocab_size"]
+        else:
+            text_cfg = AutoConfig.for_model(**cfg["text_config"])
+            self.lm, hidden = AutoModelForCausalLM.from_config(text_cfg).eval(), text_cfg.hidden_size
+            if "lm_head.weight" not in lm_sd:
+                lm_sd["lm_head.weight"] = lm_sd["model.embed_tokens.weight"]
+            self.lm.load_state_dict(lm_sd, strict=True)
+            self.table = self.lm.get_input_embeddings().weight  # the raw rows (transformers 4.40's nn.Embedding)
+            self.vocab = text_cfg.vocab_size
+        self.tower = AutoModel.from_config(vis_cfg).eval()
+        self.connector = nn.Sequential(nn.Linear(vis_cfg.hidden_size, hidden), nn.GELU(),
+                                       nn.Linear(hidden, hidden)).eval()
         self.tower.load_state_dict({k[len("vision_tower._vision_tower."):]: v for k, v in state.items()
                                     if k.startswith("vision_tower.")}, strict=True)
         self.connector.load_state_dict({k[len("connector._connector."):]: v for k, v in state.items()
                                         if k.startswith("connector.")}, strict=True)
-        self.vocab = text_cfg.vocab_size
 
     # data/template/base.py + the family's formatters
     def prompt(self, system: str, question: str, answer: str | None) -> str:
@@ -273,7 +332,7 @@ class Reference:
         """prepare_inputs_labels_for_multimodal: raw text embeddings with the image features spliced in."""
         hs = self.tower(pixels, output_hidden_states=True).hidden_states[self.cfg["vision_feature_layer"]]
         feats = self.connector(hs[:, 1:])[0]  # strategy "patch": token 0 dropped
-        table = self.lm.get_input_embeddings().weight  # the raw rows (transformers 4.40's nn.Embedding)
+        table = self.table
         parts, text = [], []
         for t in ids:
             if t == -200:
@@ -286,6 +345,8 @@ class Reference:
 
     @torch.no_grad()
     def logits(self, embeds: torch.Tensor) -> torch.Tensor:
+        if self.family == "openelm":
+            return openelm_logits(self.lm_state, self.cfg["text_config"], embeds)
         x = embeds[None]
         if self.family == "gemma":  # transformers 4.40 GemmaModel.forward: all inputs_embeds * sqrt(hidden)
             x = x * torch.tensor(self.lm.config.hidden_size ** 0.5, dtype=x.dtype)
@@ -294,7 +355,7 @@ class Reference:
     @torch.no_grad()
     def greedy(self, ids: list[int], pixels: torch.Tensor, max_new_tokens: int, eos_id: int) -> list[int]:
         embeds, out = self.embeds(ids, pixels), []
-        table = self.lm.get_input_embeddings().weight
+        table = self.table
         for _ in range(max_new_tokens):
             nxt = int(self.logits(embeds)[-1].argmax())
             out.append(nxt)
@@ -302,3 +363,37 @@ class Reference:
                 break
             embeds = torch.cat([embeds, table[nxt][None]])
         return out
+
+
+def openelm_logits(sd: dict, c: dict, x: torch.Tensor) -> torch.Tensor:
+    """OpenELMForCausalLM's forward on inputs_embeds [L, d], one sequence, no cache, written out from
+    tinyllava/model/llm/openelm.py: RMSNorm in float32 with eps 1e-6; fused qkv split into query, key and
+    value heads; q/k RMSNorm over head_dim; RoPE (rotate_half, float32) at positions 0..L-1; keys/values
+    repeat_interleave'd per query group; causal SDPA; out_proj; GLU FFN silu(y1) * y2; final norm; logits
+    against the shared token embeddings."""
+    n_tok, hd = x.shape[0], c["head_dim"]
+    inv = 1.0 / (c["rope_freq_constant"] ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
+    theta = torch.arange(n_tok, dtype=torch.float32)[:, None] * inv[None]
+    cos, sin = torch.cat([theta, theta], -1).cos(), torch.cat([theta, theta], -1).sin()
+
+    def rms(v, w):
+        return (v.float() * torch.rsqrt(v.float().pow(2).mean(-1, keepdim=True) + 1e-6)).type_as(v) * w
+
+    def rope(v):
+        a, b = v.float().chunk(2, dim=-1)
+        return (v.float() * cos + torch.cat([-b, a], -1) * sin).type_as(v)
+
+    h = x
+    for i in range(c["num_transformer_layers"]):
+        p = f"transformer.layers.{i}."
+        q_h, kv_h = c["num_query_heads"][i], c["num_kv_heads"][i]
+        qkv = (rms(h, sd[p + "attn_norm.weight"]) @ sd[p + "attn.qkv_proj.weight"].T)
+        qkv = qkv.reshape(n_tok, q_h + 2 * kv_h, hd).transpose(0, 1)
+        q, k, v = qkv.split([q_h, kv_h, kv_h], dim=0)
+        q, k = rope(rms(q, sd[p + "attn.q_norm.weight"])), rope(rms(k, sd[p + "attn.k_norm.weight"]))
+        k, v = k.repeat_interleave(q_h // kv_h, dim=0), v.repeat_interleave(q_h // kv_h, dim=0)
+        att = torch.nn.functional.scaled_dot_product_attention(q[None], k[None], v[None], is_causal=True)[0]
+        h = h + att.transpose(0, 1).reshape(n_tok, q_h * hd) @ sd[p + "attn.out_proj.weight"].T
+        y1, y2 = (rms(h, sd[p + "ffn_norm.weight"]) @ sd[p + "ffn.proj_1.weight"].T).chunk(2, dim=-1)
+        h = h + (torch.nn.functional.silu(y1) * y2) @ sd[p + "ffn.proj_2.weight"].T
+    return rms(h, sd["transformer.norm.weight"]) @ sd["transformer.token_embeddings.weight"].T

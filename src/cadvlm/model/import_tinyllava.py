@@ -20,6 +20,8 @@ TinyLLaVA's, exactly (tests/test_import_tinyllava.py checks logits and greedy to
   model's behaviour over the original vocabulary is unchanged (J. Hewitt, "Initializing new word
   embeddings for pretrained language models", 2021, for the mean);
 - Phi's lm_head has a bias that LLaVA's lacks: such checkpoints get cadvlm.model.llava_bias's subclass;
+- OpenELM (OpenECAD 0.89B / 0.55B) has no transformers class: its decoder becomes cadvlm.model.openelm's
+  native one (`qkv_proj` and `proj_1` split into q/k/v and gate/up row blocks, cadvlm.model.tinyllava_weights);
 - the chat template writes TinyLLaVA's prompt for the family (system prompt, `USER: <image>\\n...
   ASSISTANT: ...` + EOS); the converter checks on probe conversations that the processor's token ids are
   TinyLLaVA's chunked ids (cadvlm.model.tinyllava_format.tinyllava_input_ids) and refuses otherwise.
@@ -40,7 +42,7 @@ from pathlib import Path
 import torch
 
 from cadvlm.data.conversations import to_messages
-from cadvlm.model.safetensors_stream import DTYPES, StreamWriter, TensorInfo, read_header, read_tensor
+from cadvlm.model.safetensors_stream import DTYPES, TensorInfo, read_header
 from cadvlm.model.tinyllava_format import (
     DEFAULT_TEMPLATE,
     IMAGE_TAG,
@@ -53,10 +55,12 @@ from cadvlm.model.tinyllava_format import (
     TinyLlavaFormatError,
     adds_bos,
     chat_template,
+    openelm_text_config,
     read_checkpoint,
     tinyllava_input_ids,
     tinyllava_prompt,
 )
+from cadvlm.model.tinyllava_weights import EMBED_NAMES, Rewrite, plan, write_shards
 
 REPORT = "cadvlm_import.json"
 # Conversations the converter tokenises both ways (TinyLLaVA's chunks, the processor's whole text).
@@ -196,13 +200,16 @@ def _describe_diff(tok, ref: list[int], got: list[int]) -> str:
 
 # ----------------------------------------------------------------------------- config and weight plan
 def build_config(ckpt: TinyLlavaCheckpoint, rows: int, image_id: int, tied: bool, bias: bool, dtype: torch.dtype,
-                 tok, eos_id: int):
-    """The LLaVA config: TinyLLaVA's text and vision configs, with hub ids removed and the vocabulary sized."""
+                 tok, eos_id: int, openelm_text: dict | None = None):
+    """The LLaVA config: TinyLLaVA's text and vision configs (OpenELM's rewritten for cadvlm.model.openelm),
+    with hub ids removed and the vocabulary sized."""
     from transformers import LlavaConfig
 
+    from cadvlm.model import openelm  # noqa: F401  registers the OpenELM decoder with AutoConfig / AutoModel
     from cadvlm.model.llava_bias import LlavaLMBiasConfig
 
-    text = {k: v for k, v in ckpt.text_config.items() if k not in ("_name_or_path", "architectures", "torch_dtype")}
+    text = {k: v for k, v in (openelm_text or ckpt.text_config).items()
+            if k not in ("_name_or_path", "architectures", "torch_dtype")}
     text.update(vocab_size=rows, tie_word_embeddings=tied, pad_token_id=tok.pad_token_id, eos_token_id=eos_id,
                 bos_token_id=tok.bos_token_id)
     vision = {k: v for k, v in ckpt.vision_config.items()
@@ -237,38 +244,6 @@ def _expected(cfg) -> tuple[dict[str, tuple[int, ...]], float, str | None]:
     return shapes, scale, tied
 
 
-HEAD_DROPPED = "SigLIP pooling head (neither TinyLLaVA nor LLaVA uses it)"
-TIED_DROPPED = "lm_head.weight (tied to the input embedding)"
-
-
-def plan_names(src_names, expected: dict) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """TinyLLaVA name -> LLaVA name for every kept tensor, and the names dropped, by reason."""
-    rename: dict[str, str] = {}
-    dropped: dict[str, list[str]] = {}
-    for name in src_names:
-        cands: list[str] = []
-        if name.startswith("language_model.model."):
-            cands = ["model.language_model." + name[len("language_model.model."):]]
-        elif name.startswith("language_model.lm_head."):
-            cands = [name[len("language_model."):]]
-        elif name.startswith("vision_tower._vision_tower."):
-            rest = name[len("vision_tower._vision_tower."):]
-            cands = ["model.vision_tower." + rest]
-            if rest.startswith("vision_model."):
-                cands.append("model.vision_tower." + rest[len("vision_model."):])
-        elif name.startswith("connector._connector."):
-            idx, _, rest = name[len("connector._connector."):].partition(".")
-            cands = [f"model.multi_modal_projector.linear_{ {'0': 1, '2': 2}.get(idx, idx)}.{rest}"]
-        hit = next((c for c in cands if c in expected), None)
-        if hit is not None:
-            rename[name] = hit
-        elif ".head." in name and name.startswith("vision_tower."):
-            dropped.setdefault(HEAD_DROPPED, []).append(name)
-        else:
-            raise TinyLlavaFormatError(f"weight {name} has no place in the LLaVA model (tried {cands or 'nothing'})")
-    return rename, dropped
-
-
 # ----------------------------------------------------------------------------- the conversion
 def import_tinyllava(src: str | Path, dst: str | Path, system: str = "openecad", template: str | None = None,
                      tokenizer_dir: str | Path | None = None, dtype: str | None = None, force: bool = False,
@@ -299,13 +274,15 @@ def import_tinyllava(src: str | Path, dst: str | Path, system: str = "openecad",
             if name in where:
                 raise TinyLlavaFormatError(f"{name} is in both {where[name][0].name} and {path.name}")
             where[name] = (path, info)
-    embed_name = "language_model.model.embed_tokens.weight"
-    if embed_name not in where:
-        raise TinyLlavaFormatError(f"{src}: no {embed_name}; not TinyLLaVA's weight layout")
+    embed_name = next((n for n in EMBED_NAMES if n in where), None)
+    if embed_name is None:
+        raise TinyLlavaFormatError(f"{src}: no {' or '.join(EMBED_NAMES)}; not TinyLLaVA's weight layout")
     src_rows = where[embed_name][1].shape[0]
     out_dtype = getattr(torch, dtype) if dtype else DTYPES[where[embed_name][1].dtype]
     if out_dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise TinyLlavaFormatError(f"dtype must be float32, bfloat16 or float16, not {dtype!r}")
+    openelm_text = (openelm_text_config(ckpt.text_config, {n: i.shape for n, (_, i) in where.items()})
+                    if ckpt.family == "openelm" else None)
 
     # Tokenizer: TinyLLaVA's ids for the probes first (the original tokenizer), then the image token.
     tok = load_tokenizer(Path(tokenizer_dir) if tokenizer_dir else src, ckpt)
@@ -322,86 +299,31 @@ def import_tinyllava(src: str | Path, dst: str | Path, system: str = "openecad",
     spacing, tpl = choose_spacing(tok, reference, sys_text, eos, image_id)
     rows = max(src_rows, len(tok), image_id + 1)
 
-    # Config, expected parameters, and the renaming.
+    # Config, expected parameters, and where every tensor goes.
     lm_bias = "language_model.lm_head.bias" in where
     has_head = "language_model.lm_head.weight" in where
-    tied = bool(ckpt.text_config.get("tie_word_embeddings", ckpt.family == "gemma")) or not has_head
-    if not has_head and not ckpt.text_config.get("tie_word_embeddings", ckpt.family == "gemma"):
+    says_tied = bool((openelm_text or ckpt.text_config).get("tie_word_embeddings", ckpt.family == "gemma"))
+    if not has_head and not says_tied:
         log("note: no language_model.lm_head.weight and text_config says untied: tying it to the embedding")
-    cfg = build_config(ckpt, rows, image_id, tied, lm_bias, out_dtype, tok, eos_id)
+    tied = says_tied or not has_head
+    cfg = build_config(ckpt, rows, image_id, tied, lm_bias, out_dtype, tok, eos_id, openelm_text)
     expected, embed_scale, tied_name = _expected(cfg)
-    rename, dropped = plan_names(where, expected)
-    produced = set(rename.values())
-    missing = sorted(set(expected) - produced - ({tied_name} if tied_name else set()))
-    if missing:
-        raise TinyLlavaFormatError(f"{src}: the LLaVA model needs weights the checkpoint lacks: {', '.join(missing[:8])}"
-                                   + (f" and {len(missing) - 8} more" if len(missing) > 8 else ""))
-    if tied_name in produced:
-        del rename[next(k for k, v in rename.items() if v == tied_name)]
-        dropped.setdefault(TIED_DROPPED, []).append("language_model.lm_head.weight")
-
-    grow = {"model.language_model.embed_tokens.weight", "lm_head.weight", "lm_head.bias"}
-    scaled = {"model.multi_modal_projector.linear_2.weight", "model.multi_modal_projector.linear_2.bias"}
-
-    def out_shape(target: str, info: TensorInfo) -> tuple[int, ...]:
-        shape = info.shape
-        if target in grow and shape[0] == src_rows:
-            shape = (rows,) + tuple(shape[1:])
-        if shape != expected[target]:
-            raise TinyLlavaFormatError(f"{info.name}: shape {info.shape} does not fit {target} {expected[target]}")
-        return shape
-
-    def unchanged(target: str, info: TensorInfo) -> bool:
-        return target not in grow and not (target in scaled and embed_scale != 1.0) and DTYPES[info.dtype] == out_dtype
-
-    def convert(target: str, path: Path, info: TensorInfo) -> torch.Tensor:
-        """The tensor to write for `target`: grown by mean rows, scaled, cast."""
-        t = read_tensor(path, info)
-        if target in scaled and embed_scale != 1.0:
-            t = (t.float() * embed_scale).to(t.dtype)
-        if target in grow and rows > t.shape[0]:
-            mean = t.float().mean(dim=0, keepdim=True).to(t.dtype)
-            t = torch.cat([t, mean.expand(rows - t.shape[0], *t.shape[1:])])
-        return t.to(out_dtype)
+    pieces, dropped = plan(where, expected, tied_name, openelm_text)
 
     # Write into a sibling folder, renamed into place at the end.
     work = dst.with_name(dst.name + ".importing")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    files = [p for p in ckpt.weight_files if any(n in rename for n, (q, _) in where.items() if q == p)]
-    n = len(files)
-    weight_map, total = {}, 0
     try:
-        for i, path in enumerate(files, 1):
-            fname = "model.safetensors" if n == 1 else f"model-{i:05d}-of-{n:05d}.safetensors"
-            names = [nm for nm, (q, info) in sorted(where.items(), key=lambda kv: kv[1][1].begin)
-                     if q == path and nm in rename]
-            specs = [(rename[nm], out_dtype, out_shape(rename[nm], where[nm][1])) for nm in names]
-            writer = StreamWriter(work / fname, specs)
-            try:
-                for nm in names:
-                    target, info = rename[nm], where[nm][1]
-                    if unchanged(target, info):
-                        writer.copy_from(target, path, info)  # renamed only: copied inside the kernel
-                    else:
-                        writer.write(target, convert(target, path, info))
-                writer.close()
-            except BaseException:
-                writer.abort()
-                raise
-            total += writer.total_bytes
-            weight_map.update({rename[nm]: fname for nm in names})
-            log(f"wrote {fname}: {len(names)} tensors, {writer.total_bytes / 2**30:.2f} GiB")
-        if n > 1:
-            index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
-            (work / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
+        files, total = write_shards(work, ckpt.weight_files, where, pieces,
+                                    Rewrite(expected, src_rows, rows, embed_scale, out_dtype), log)
         _save_processor_and_config(work, cfg, ckpt, tok, tpl, image_id, eos_id)
         report = ImportReport(
             source=str(src), family=ckpt.family, template=template, system=system, eos=eos, spacing=asdict(spacing),
             image_token_id=image_id, vocab_rows=[int(src_rows), int(rows)], tied_embeddings=tied,
             lm_head_bias=lm_bias, projector_scale=embed_scale, architecture=cfg.architectures[0],
-            dtype=str(out_dtype).replace("torch.", ""), dropped=dropped,
-            files=sorted({*weight_map.values()}), bytes_written=total, seconds=round(time.time() - t0, 2))
+            dtype=str(out_dtype).replace("torch.", ""), dropped=dropped, files=files, bytes_written=total,
+            seconds=round(time.time() - t0, 2))
         (work / REPORT).write_text(json.dumps(asdict(report), indent=2) + "\n")
         if dst.exists():
             shutil.rmtree(dst)

@@ -40,7 +40,7 @@ def default_dtype(device: torch.device) -> torch.dtype:
 def load_processor(name_or_dir: str | Path):
     from transformers import AutoProcessor
 
-    from cadvlm.model import llava_bias  # noqa: F401  registers LLaVA with a biased lm_head (imported Phi models)
+    from cadvlm.model import llava_bias, openelm  # noqa: F401  register LLaVA + lm_head bias (Phi) and OpenELM
 
     try:
         return AutoProcessor.from_pretrained(str(name_or_dir), local_files_only=True)
@@ -57,7 +57,7 @@ def load_base(name_or_dir: str | Path, dtype: torch.dtype | None = None, device:
     """
     from transformers import AutoModelForImageTextToText
 
-    from cadvlm.model import llava_bias  # noqa: F401  registers LLaVA with a biased lm_head (imported Phi models)
+    from cadvlm.model import llava_bias, openelm  # noqa: F401  register LLaVA + lm_head bias (Phi) and OpenELM
 
     dev = pick_device(device)
     processor = load_processor(name_or_dir)

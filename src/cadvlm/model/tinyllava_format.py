@@ -17,7 +17,8 @@ Sources read (TinyLLaVA/TinyLLaVA_Factory at 53f12c7; Yuki-Kokomi/OpenECAD_Proje
 - tinyllava/model/connector/mlp.py: `mlp2x_gelu` = Linear, GELU, Linear (`_connector.0`, `.2`).
 - tinyllava/data/template/*.py: the prompt layout, the system prompt and the EOS of each family.
 - tinyllava/data/template/base.py: `tokenizer_image_token` (chunks around `<image>`, BOS once).
-- tinyllava/model/llm/*.py: the tokenizer post-load (pad = unk; Qwen2: unk = pad).
+- tinyllava/model/llm/*.py: the tokenizer post-load (pad = unk; Qwen2: unk = pad); llm/openelm.py: Apple's
+  OpenELM config (per-layer sizes from make_divisible) and weights (cadvlm.model.openelm says what it is).
 - tinyllava/utils/constants.py: IMAGE_TOKEN_INDEX = -200.
 - OpenECAD_Project/OpenECAD_TinyLLaVA.patch: OpenECAD's system prompt (same text in the llama,
   gemma and phi templates) and which template each model used (llama for OpenELM, gemma, phi).
@@ -48,7 +49,8 @@ SYSTEM_PROMPTS = {"openecad": OPENECAD_SYSTEM, "tinyllava": TINYLLAVA_SYSTEM}
 TEMPLATE_EOS = {"llama": "</s>", "gemma": "<eos>", "phi": "<|endoftext|>", "qwen2_base": "<|endoftext|>",
                 "qwen2_instruct": "<|im_end|>"}
 # Decoder model_type -> the template TinyLLaVA's scripts train it with (scripts/train/*, OpenECAD's patch).
-DEFAULT_TEMPLATE = {"llama": "llama", "gemma": "gemma", "phi": "phi", "qwen2": "qwen2_base"}
+DEFAULT_TEMPLATE = {"llama": "llama", "gemma": "gemma", "phi": "phi", "qwen2": "qwen2_base",
+                    "openelm": "llama"}  # OpenECAD's eval.py: "for OpenECAD 0.55B & 0.89B, use llama"
 # tinyllava/model/llm/__init__.py picks the decoder by a substring of llm_model_name_or_path.
 LLM_NAME_HINTS = (("tinyllama", "llama"), ("openelm", "openelm"), ("gemma", "gemma"), ("qwen2", "qwen2"),
                   ("phi", "phi"), ("stablelm", "stablelm"))
@@ -67,7 +69,7 @@ class TinyLlavaCheckpoint:
     raw: dict
     text_config: dict
     vision_config: dict
-    family: str  # decoder model_type: llama | gemma | phi | qwen2 (openelm is refused)
+    family: str  # decoder model_type: llama | gemma | phi | qwen2 | openelm
     vision: str  # siglip | clip
     connector_type: str
     vision_feature_layer: int
@@ -93,12 +95,51 @@ def _family(text_config: dict, llm_name: str) -> str:
     return ""
 
 
-OPENELM_REFUSAL = (
-    "its decoder is OpenELM, which has no class in transformers: TinyLLaVA runs Apple's modelling code "
-    "(trust_remote_code), which cadvlm never executes, and there is no native class to map its weights onto "
-    "(per-layer head counts and FFN widths, fused qkv, q/k norms). What works instead: the OpenECAD checkpoints "
-    "with a transformers decoder, OpenECADv2-SigLIP-2.4B (Gemma) or OpenECADv2-SigLIP-3.1B (Phi-2), or a "
-    "TinyLLaVA base with Phi-2, Gemma, Qwen2 or TinyLlama, then fine-tune it here.")
+def openelm_text_config(text: dict, shapes: dict[str, tuple[int, ...]]) -> dict:
+    """Apple's OpenELM config, as TinyLLaVA saves it, -> the config of cadvlm.model.openelm (Qwen3-style).
+
+    Per-layer head counts and FFN widths are read from the weight shapes (qkv_proj rows = (q + 2 kv) x
+    head_dim, proj_1 rows = 2 x FFN) and checked against the config's `num_query_heads` / `num_kv_heads`
+    lists when present; the variants cadvlm.model.openelm does not implement are refused.
+    """
+    unsupported = [f"{k}={text.get(k)!r}" for k, ok in (
+        ("normalize_qk_projections", text.get("normalize_qk_projections") is True),
+        ("ffn_with_glu", text.get("ffn_with_glu", True) is True),
+        ("activation_fn_name", text.get("activation_fn_name", "swish") in ("swish", "silu")),
+        ("normalization_layer_name", text.get("normalization_layer_name", "rms_norm") == "rms_norm")) if not ok]
+    if unsupported:
+        raise TinyLlavaFormatError(f"OpenELM variant not supported ({', '.join(unsupported)}); every released "
+                                   "OpenELM has q/k norms, a SiLU GLU FFN and RMSNorm")
+    n, hd = int(text["num_transformer_layers"]), int(text["head_dim"])
+    q_list, kv_list = text.get("num_query_heads"), text.get("num_kv_heads")
+    q, kv, ffn = [], [], []
+    for i in range(n):
+        qkv = shapes.get(f"language_model.transformer.layers.{i}.attn.qkv_proj.weight")
+        p1 = shapes.get(f"language_model.transformer.layers.{i}.ffn.proj_1.weight")
+        if qkv is None or p1 is None:
+            raise TinyLlavaFormatError(f"OpenELM layer {i}: qkv_proj or proj_1 missing from the weights")
+        heads = qkv[0] // hd
+        if isinstance(kv_list, list) and isinstance(q_list, list):
+            qi, kvi = int(q_list[i]), int(kv_list[i])
+        else:  # num_kv_heads = num_query_heads // num_gqa_groups (OpenELMConfig.__post_init__)
+            kvi = heads // (int(text.get("num_gqa_groups") or 1) + 2)
+            qi = heads - 2 * kvi
+        if (qi + 2 * kvi) * hd != qkv[0] or qi % kvi:
+            raise TinyLlavaFormatError(f"OpenELM layer {i}: qkv_proj has {qkv[0]} rows, not ({qi} + 2 x {kvi}) x {hd}")
+        q.append(qi)
+        kv.append(kvi)
+        ffn.append(p1[0] // 2)
+    return {
+        "model_type": "cadvlm_openelm", "vocab_size": int(text["vocab_size"]), "hidden_size": int(text["model_dim"]),
+        "intermediate_size": ffn[0], "num_hidden_layers": n, "num_attention_heads": q[0],
+        "num_key_value_heads": kv[0], "head_dim": hd, "hidden_act": "silu",
+        "rms_norm_eps": 1e-6,  # OpenELMRMSNorm's default; OpenELM never passes another
+        "rope_parameters": {"rope_type": "default", "rope_theta": float(text.get("rope_freq_constant", 10000))},
+        "max_position_embeddings": int(text.get("max_context_length", 2048)), "attention_bias": False,
+        "tie_word_embeddings": bool(text.get("share_input_output_layers", False)), "use_sliding_window": False,
+        "layer_num_attention_heads": q, "layer_num_key_value_heads": kv, "layer_intermediate_sizes": ffn,
+        "bos_token_id": text.get("bos_token_id"), "eos_token_id": text.get("eos_token_id"),
+    }
 
 
 def read_checkpoint(src: str | Path) -> TinyLlavaCheckpoint:
@@ -117,8 +158,6 @@ def read_checkpoint(src: str | Path) -> TinyLlavaCheckpoint:
         raise TinyLlavaFormatError(f"{path}: text_config and vision_config must be full dicts (TinyLLaVA would "
                                    "fetch them from the hub ids, which we never do)")
     family = _family(text, str(raw.get("llm_model_name_or_path") or ""))
-    if family == "openelm":
-        raise TinyLlavaFormatError(f"{root}: {OPENELM_REFUSAL}")
     if family not in DEFAULT_TEMPLATE:
         raise TinyLlavaFormatError(f"{root}: decoder {family or 'unknown'!r} is not supported; supported: "
                                    f"{', '.join(sorted(DEFAULT_TEMPLATE))}")
