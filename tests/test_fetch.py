@@ -210,6 +210,15 @@ def test_fetch_downloads_unpacks_and_a_second_run_does_nothing(hub, tmp_path):
     assert r.returncode == 0, r.stderr
     assert (out / "images" / "00000002.jpg").is_file() and hub.count("GET", "/resolve/") == 0
 
+    # an archive lost (a run killed mid-download leaves the others): only it comes again
+    (out / "Small_1k_data.7z").unlink()
+    hub.requests.clear()
+    r = _fetch(hub, tmp_path, *args)
+    assert r.returncode == 0, r.stderr
+    assert [p for m, p in hub.requests if m == "GET" and "/resolve/" in p] == [
+        f"/datasets/someone/OpenECAD-Standin/resolve/{sha}/Small_1k_data.7z"]
+    assert "unpacked 0" in r.stdout  # same archive, members all there
+
     # the set changes on the hub: only the changed archive comes again and is unpacked
     files["Small_1k_images.7z"] = _seven_zip({f"images/0000000{i}.jpg": _jpeg(40 * i + 1) for i in range(3)})
     new_sha = hub.set_repo("dataset", "someone/OpenECAD-Standin", files)

@@ -8,9 +8,11 @@ OpenECAD release) or a model repository (a pretrained base, an OpenECAD checkpoi
     cadvlm fetch Yuki-Kokomi/OpenECADv2-CLIP-0.55B -o models/hub/openecad-clip-0.55b
 
 - The files come through `huggingface_hub.snapshot_download` into `-o` (`local_dir`; its own
-  metadata in `<out>/.cache/huggingface/`), restricted by `--include` patterns (`allow_patterns`)
-  and resumable: a download cut short continues where it stopped on the next run. `HF_ENDPOINT`
-  and `HF_TOKEN` are honoured as huggingface_hub honours them.
+  metadata in `<out>/.cache/huggingface/`), restricted by `--include` patterns (`allow_patterns`).
+  A run that was cut short resumes file by file: complete files are kept and not asked for again,
+  the file that was being written comes again (huggingface_hub 2.x retries within a run with HTTP
+  ranges but drops a partial file when the process dies). `HF_ENDPOINT` and `HF_TOKEN` are
+  honoured as huggingface_hub honours them.
 - `.7z` archives (OpenECAD ships its sets so; py7zr) and `.zip` files unpack beside themselves;
   the archives stay (they are what makes a rerun free), member paths are checked (no absolute
   path, no `..`), and an archive is unpacked into a temporary folder first, so a killed run leaves
