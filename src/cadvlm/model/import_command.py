@@ -23,8 +23,8 @@ def add_arguments_import_model(p) -> None:
                         "OpenECAD fine-tuned TinyLLaVA with; tinyllava = TinyLLaVA's generic chat prompt "
                         "(default: openecad)")
     p.add_argument("--template", choices=TEMPLATES, default=None,
-                   help="TinyLLaVA conversation template, which fixes the end-of-answer token (default: the "
-                        "decoder's: llama, gemma, phi, qwen2_base)")
+                   help="TinyLLaVA conversation template, which fixes the end-of-answer token (default: the one "
+                        "the decoder is trained with: llama for Llama and OpenELM, gemma, phi, qwen2_base for Qwen2)")
     p.add_argument("--tokenizer", default=None,
                    help="folder to take the tokenizer from when SRC has none (e.g. the base LLM's local folder)")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,

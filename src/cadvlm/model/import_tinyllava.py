@@ -109,6 +109,10 @@ def load_tokenizer(folder: Path, ckpt: TinyLlavaCheckpoint):
         raise TinyLlavaFormatError(
             f"{folder}: no tokenizer files. TinyLLaVA would load them from '{hub}' on the hub; we never download: "
             "copy that tokenizer's files into the folder, or pass --tokenizer DIR")
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # it reads config.json and warns that "tinyllava" is no known model type
     try:
         tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, padding_side="right",
                                             model_max_length=ckpt.model_max_length)
@@ -119,6 +123,8 @@ def load_tokenizer(folder: Path, ckpt: TinyLlavaCheckpoint):
                     "`pip install sentencepiece protobuf`, or pass --tokenizer DIR with a tokenizer.json "
                     "(the base LLM's folder).")
         raise TinyLlavaFormatError(f"{folder}: cannot load the tokenizer offline ({type(exc).__name__}: {exc}).{hint}")
+    finally:
+        hf_logging.set_verbosity(level)
     if ckpt.family == "qwen2":
         if tok.unk_token is None and tok.pad_token is not None:
             tok.unk_token = tok.pad_token  # tinyllava/model/llm/qwen2.py
@@ -344,5 +350,6 @@ def _save_processor_and_config(folder: Path, cfg, ckpt: TinyLlavaCheckpoint, tok
         image_processor=image_processor(ckpt), tokenizer=tok, patch_size=int(ckpt.vision_config["patch_size"]),
         vision_feature_select_strategy=ckpt.llava_select_strategy, chat_template=tpl, image_token=IMAGE_TAG,
         num_additional_image_tokens=1 if ckpt.vision == "clip" else 0)
-    assert processor.image_token_id == image_id
+    if processor.image_token_id != image_id:
+        raise TinyLlavaFormatError(f"the processor maps {IMAGE_TAG} to {processor.image_token_id}, not {image_id}")
     processor.save_pretrained(folder)
