@@ -183,4 +183,3 @@ class OpenECADSet:
                                "format": payload["format"], "prompt": prompt}
         (tmp / PICTURES_FILE).write_text(json.dumps(pictures, indent=1, sort_keys=True, ensure_ascii=False) + "\n",
                                          encoding="utf-8")
-
