@@ -79,7 +79,7 @@ def test_full_run_outputs(full_run):
     assert metrics["epochs"] == 2 and metrics["n_train"] == 16 and metrics["resumed_from_step"] is None
     assert metrics["n_trainable_params"] == metrics["n_params"]
     assert not (root / "checkpoints" / "train").exists()  # removed after a finished run
-    assert json.loads((root / "models" / "cadvlm_model.json").read_text())["format"] == "full"
+    assert json.loads((root / "models" / "cadvlm_model.json").read_text())["weights"] == "full"
     assert not (root / "models" / "base").exists()
 
 

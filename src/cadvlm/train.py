@@ -34,7 +34,7 @@ from cadvlm.data.collator import VisionTextCollator
 from cadvlm.data.conversations import ConversationDataset, fingerprint, load_conversations
 from cadvlm.model.load import load_base
 from cadvlm.model.manifest import ModelManifest
-from cadvlm.model.lora import apply_lora, count_parameters
+from cadvlm.model.lora import apply_lora, count_parameters, is_vision_tower_param
 from cadvlm.model.tiny import build_tiny_base
 
 FINGERPRINT = "fingerprint.txt"
@@ -79,7 +79,7 @@ def train(params: dict, data_dir: str | Path, image_root: str | Path, model_dir:
     elif pt["method"] == "full":
         if pt.get("freeze_vision_tower"):
             for name, p in model.named_parameters():
-                if any(f"{v}." in name for v in ("vision_tower", "visual", "vision_model")):
+                if is_vision_tower_param(name):  # the projector stays trainable (Qwen2-VL's is inside `visual`)
                     p.requires_grad_(False)
     else:
         raise ValueError(f"train.method must be 'lora' or 'full', not {pt['method']!r}")

@@ -2,9 +2,10 @@
 
 Padding goes only to the longest sample of the batch (optionally rounded up to a multiple of 8
 for tensor cores), never to a global maximum: with answers from 150 to 1,200 tokens a fixed pad
-would waste most of the compute. Padded positions get attention 0 and label -100. Any other tensor
-the processor produced (`pixel_values`, Qwen2-VL's `image_grid_thw`, ...) is concatenated along
-its first axis, which is how every HF VLM expects a batch of single-image samples.
+would waste most of the compute. Padded positions get attention 0 and label -100. A 1-D tensor with
+one value per token (Qwen2-VL's `mm_token_type_ids`) is padded the same way with 0. Any other
+tensor the processor produced (`pixel_values`, Qwen2-VL's `image_grid_thw`, ...) is concatenated
+along its first axis, which is how every HF VLM expects a batch of single-image samples.
 """
 
 from __future__ import annotations
@@ -32,6 +33,14 @@ class VisionTextCollator:
                 out[i, : len(f[key])] = f[key]
             batch[key] = out
         for key in features[0]:
-            if key not in fill:
+            if key in fill:
+                continue
+            if all(f[key].dim() == 1 and len(f[key]) == len(f["input_ids"]) for f in features):
+                # one value per token (Qwen2-VL's mm_token_type_ids): padded like input_ids, with 0
+                out = torch.zeros((len(features), n), dtype=features[0][key].dtype)
+                for i, f in enumerate(features):
+                    out[i, : len(f[key])] = f[key]
+                batch[key] = out
+            else:
                 batch[key] = torch.cat([f[key] for f in features], dim=0)
         return batch

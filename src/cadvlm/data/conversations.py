@@ -12,7 +12,9 @@ Text handling is delegated to the model's own processor and chat template, so th
 serves the tiny built-in model and any pretrained VLM (LLaVA, Qwen2-VL, SmolVLM...). The label
 mask is computed by tokenising the prompt alone and the full conversation: everything up to the
 end of the prompt (system text, user text, image placeholders) gets -100 and only the answer
-tokens (plus the end-of-turn token the template appends) carry loss.
+tokens (plus the end-of-turn token the template appends) carry loss. `ChatFormat` is the one place
+that turns a prompt (and answer) into text through a template, for training and generation alike,
+and evens out what real templates do differently (see its docstring).
 """
 
 from __future__ import annotations
@@ -140,6 +142,74 @@ def to_messages(prompt: str, answer: str | None = None) -> list[dict]:
     return msgs
 
 
+class ChatFormat:
+    """A processor's chat template, applied the same way in training and in generation.
+
+    - `prompt(p)`: the generation prompt (picture + instruction, then the assistant's turn opened);
+    - `conversation(p, a)`: the training text, always that prompt + the answer + the end of the turn.
+      Real templates do not always render an assistant turn as their generation prompt opens it
+      (LLaVA-OneVision writes `<|im_start|>assistant \n` in a turn but `<|im_start|>assistant\n` to
+      generate): then the generation prompt is used, so the model learns to answer what it will be
+      given. A turn closed by no special token (LLaVA-1.5 ends the answer with a space) gets the
+      tokenizer's EOS, so the model learns to stop;
+    - `add_special_tokens`: True when the tokenizer puts the BOS itself and the template does not
+      write it (LLaVA-1.5's Llama tokenizer), as the family's own processor call would;
+    - `stop_ids`: the tokens that end an answer (the turn's closing token and the EOS), for generate.
+    """
+
+    def __init__(self, processor):
+        self.processor = processor
+        tok = processor.tokenizer
+        self.eos = tok.eos_token
+        probe = self.prompt("x")
+        bos = tok.bos_token
+        plain = tok("a b", add_special_tokens=False)["input_ids"]
+        special = tok("a b", add_special_tokens=True)["input_ids"]
+        adds_bos = bos is not None and special == [tok.bos_token_id] + plain
+        self.add_special_tokens = adds_bos and not probe.startswith(bos)
+        self.specials = sorted((t for t in tok.all_special_tokens + list(tok.get_added_vocab()) if t.strip()),
+                               key=len, reverse=True)
+        answer = "Of course, here are the codes:\n```python\nx = 1\n```"
+        end = self._parts("x", answer)[1]
+        closing = next((t for t in self.specials if end.lstrip().startswith(t)), None)
+        ids = [tok.convert_tokens_to_ids(t) for t in (closing, self.eos) if t is not None]
+        self.stop_ids = sorted({i for i in ids if isinstance(i, int) and i != tok.unk_token_id})
+
+    def prompt(self, prompt: str) -> str:
+        return self.processor.apply_chat_template(to_messages(prompt), tokenize=False, add_generation_prompt=True)
+
+    def conversation(self, prompt: str, answer: str) -> str:
+        before, after = self._parts(prompt, answer)
+        return before + answer + after
+
+    def _parts(self, prompt: str, answer: str) -> tuple[str, str]:
+        """(text before the answer, text after it) of the training conversation."""
+        head = self.prompt(prompt)
+        full = self.processor.apply_chat_template(to_messages(prompt, answer), tokenize=False)
+        i = full.rfind(answer)
+        if i < 0:
+            raise ConversationError("the chat template does not write the answer as given, so the answer "
+                                    "cannot be isolated for the loss")
+        before, after = full[:i], full[i + len(answer):]
+        if not before.startswith(head):
+            before = head
+        if self.eos and not any(t in after for t in self.specials):
+            after = (after if after.strip() else "") + self.eos
+        return before, after
+
+
+def chat_format(processor) -> ChatFormat:
+    """The processor's ChatFormat, made once per processor object."""
+    fmt = getattr(processor, "_cadvlm_chat_format", None)
+    if fmt is None or fmt.processor is not processor:
+        fmt = ChatFormat(processor)
+        try:
+            processor._cadvlm_chat_format = fmt
+        except AttributeError:  # a processor that refuses new attributes: make it each time
+            pass
+    return fmt
+
+
 def load_image(path: str | Path) -> Image.Image:
     """Open a picture as RGB (renders may be RGBA or greyscale)."""
     with Image.open(path) as im:
@@ -178,12 +248,12 @@ class ConversationDataset(torch.utils.data.Dataset):
     def __init__(self, records: list[Record], processor, max_length: int | None = None):
         self.processor = processor
         tok = processor.tokenizer
+        fmt = self.chat = chat_format(processor)
         counter = ImageTokenCounter(processor)
-        prompts = [processor.apply_chat_template(to_messages(r.prompt), tokenize=False, add_generation_prompt=True)
-                   for r in records]
-        fulls = [processor.apply_chat_template(to_messages(r.prompt, r.answer), tokenize=False) for r in records]
-        p_ids = tok(prompts, add_special_tokens=False)["input_ids"]
-        f_ids = tok(fulls, add_special_tokens=False)["input_ids"]
+        prompts = [fmt.prompt(r.prompt) for r in records]
+        fulls = [fmt.conversation(r.prompt, r.answer) for r in records]
+        p_ids = tok(prompts, add_special_tokens=fmt.add_special_tokens)["input_ids"]
+        f_ids = tok(fulls, add_special_tokens=fmt.add_special_tokens)["input_ids"]
         self.items: list[tuple[Record, str, int]] = []  # (record, full text, answer token count)
         self.lengths: list[int] = []
         self.dropped_ids: list[str] = []
@@ -208,13 +278,14 @@ class ConversationDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         rec, full, n_answer = self.items[i]
-        out = self.processor(text=[full], images=[load_image(rec.image)], add_special_tokens=False,
-                             return_tensors="pt")
+        out = self.processor(text=[full], images=[load_image(rec.image)],
+                             add_special_tokens=self.chat.add_special_tokens, return_tensors="pt")
         ids = out["input_ids"][0]
         labels = torch.full_like(ids, IGNORE_INDEX)
         labels[-n_answer:] = ids[-n_answer:]
         item = {"input_ids": ids, "attention_mask": out["attention_mask"][0], "labels": labels}
         for k, v in out.items():  # pixel_values, and e.g. image_grid_thw for Qwen2-VL
             if k not in item and isinstance(v, torch.Tensor):
-                item[k] = v
+                # One value per token (Qwen2-VL's mm_token_type_ids): kept 1-D, the collator pads it.
+                item[k] = v[0] if v.dim() == 2 and v.shape == out["input_ids"].shape else v
         return item

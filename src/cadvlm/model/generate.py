@@ -19,7 +19,7 @@ from contextlib import contextmanager
 import torch
 from PIL import Image
 
-from cadvlm.data.conversations import to_messages
+from cadvlm.data.conversations import chat_format
 
 
 @contextmanager
@@ -50,8 +50,12 @@ def generate_code(model, processor, images: list[Image.Image], prompt: str, max_
 def _generate(model, processor, images: list, prompt: str, options: dict) -> list[str]:
     """One generate() call over a batch of pictures with the same prompt; decoded new tokens."""
     tokenizer = processor.tokenizer
-    text = processor.apply_chat_template(to_messages(prompt), tokenize=False, add_generation_prompt=True)
+    chat = chat_format(processor)  # the prompt exactly as in training (cadvlm.data.conversations.ChatFormat)
+    text = chat.prompt(prompt)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    # Stop at the end of the turn as trained, and at whatever the model's own generation config stops on.
+    stop = model.generation_config.eos_token_id
+    stop = sorted(set(chat.stop_ids) | set(stop if isinstance(stop, list) else [] if stop is None else [stop]))
     device = next(model.parameters()).device
     dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
     was_training = model.training
@@ -59,11 +63,13 @@ def _generate(model, processor, images: list, prompt: str, options: dict) -> lis
     try:
         with _left_padding(tokenizer):
             batch = [im.convert("RGB") for im in images]
-            inputs = processor(text=[text] * len(batch), images=batch, padding=True, add_special_tokens=False,
-                               return_tensors="pt").to(device)
+            # one list of pictures per prompt: SmolVLM's processor refuses a flat list for a batch
+            inputs = processor(text=[text] * len(batch), images=[[im] for im in batch], padding=True,
+                               add_special_tokens=chat.add_special_tokens, return_tensors="pt").to(device)
             if "pixel_values" in inputs:
                 inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
-            out = model.generate(**inputs, **options, use_cache=True, pad_token_id=pad_id)
+            out = model.generate(**inputs, **options, use_cache=True, pad_token_id=pad_id,
+                                 eos_token_id=stop or None)
             return tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
     finally:
         model.train(was_training)

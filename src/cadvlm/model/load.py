@@ -41,7 +41,9 @@ def load_processor(name_or_dir: str | Path):
     from transformers import AutoProcessor
 
     from cadvlm.model import llava_bias, openelm  # noqa: F401  register LLaVA + lm_head bias (Phi) and OpenELM
+    from cadvlm.model.compat import allow_pictures_without_torchvision
 
+    allow_pictures_without_torchvision()  # Qwen2-VL, OneVision, SmolVLM processors on a torch without torchvision
     try:
         return AutoProcessor.from_pretrained(str(name_or_dir), local_files_only=True)
     except Exception as exc:
@@ -52,6 +54,9 @@ def load_base(name_or_dir: str | Path, dtype: torch.dtype | None = None, device:
               attn_implementation: str | None = None):
     """Load a base VLM and its processor offline -> (model, processor).
 
+    A base the pipeline cannot feed (no chat template, no image placeholder, no vision part...:
+    cadvlm.model.base_check) raises ModelLoadError saying why, before its weights are read.
+
     `dtype` defaults to bf16 on GPU and float32 on CPU. The model is moved to `device` only when
     one is given (the Trainer places it itself).
     """
@@ -59,8 +64,14 @@ def load_base(name_or_dir: str | Path, dtype: torch.dtype | None = None, device:
 
     from cadvlm.model import llava_bias, openelm  # noqa: F401  register LLaVA + lm_head bias (Phi) and OpenELM
 
+    from cadvlm.model.base_check import BaseCheckError, check_model, check_processor
+
     dev = pick_device(device)
     processor = load_processor(name_or_dir)
+    try:
+        check_processor(processor, name_or_dir)  # before reading any weight: a base we cannot feed fails here
+    except BaseCheckError as exc:
+        raise ModelLoadError(str(exc)) from None
     kwargs = {"local_files_only": True, "dtype": dtype or default_dtype(dev)}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
@@ -68,6 +79,10 @@ def load_base(name_or_dir: str | Path, dtype: torch.dtype | None = None, device:
         model = AutoModelForImageTextToText.from_pretrained(str(name_or_dir), **kwargs)
     except Exception as exc:
         raise ModelLoadError(_offline_message(name_or_dir, "model", exc)) from exc
+    try:
+        check_model(model, name_or_dir)
+    except BaseCheckError as exc:
+        raise ModelLoadError(str(exc)) from None
     if device is not None:
         model.to(dev)
     return model, processor

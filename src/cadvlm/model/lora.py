@@ -13,6 +13,28 @@ from __future__ import annotations
 import re
 
 VISION_PREFIXES = ("vision_tower", "visual", "vision_model")
+# What each family calls the projector from the vision tower to the decoder: LLaVA (and OneVision),
+# Qwen2-VL / Qwen2.5-VL (inside `visual`), Idefics3 / SmolVLM. params.yaml names LLaVA's; the
+# model's own name is used for any of them (`projector_names`).
+PROJECTORS = ("multi_modal_projector", "merger", "connector")
+
+
+def projector_names(names: list[str] | None, module_names: list[str]) -> list[str]:
+    """`names` with a projector name the model lacks replaced by the model's own projector."""
+    leaves = {n.split(".")[-1] for n in module_names}
+    own = next((p for p in PROJECTORS if p in leaves), None)
+    out = []
+    for name in names or []:
+        name = own if name in PROJECTORS and name not in leaves and own else name
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def is_vision_tower_param(name: str) -> bool:
+    """A parameter of the vision tower (not of the projector, even where it sits inside `visual`)."""
+    parts = name.split(".")
+    return any(v in parts for v in VISION_PREFIXES) and not any(p in parts for p in PROJECTORS)
 
 
 def target_regex(target_modules: list[str], vision_tower: bool = False,
@@ -31,7 +53,8 @@ def apply_lora(model, cfg: dict):
     """Wrap `model` in a peft LoRA model configured by params.yaml `lora`.
 
     cfg keys: r, alpha, dropout, target_modules, vision_tower (bool), vision_target_modules,
-    modules_to_save (e.g. [multi_modal_projector]: trained fully and saved with the adapter).
+    modules_to_save (e.g. [multi_modal_projector]: trained fully and saved with the adapter; a
+    projector name stands for the model's own projector, `merger` in Qwen2-VL, `connector` in SmolVLM).
     """
     from peft import LoraConfig, get_peft_model
 
@@ -39,8 +62,9 @@ def apply_lora(model, cfg: dict):
     names = [n for n, _ in model.named_modules()]
     if not any(re.fullmatch(regex, n) for n in names):
         raise ValueError(f"lora.target_modules {cfg['target_modules']} match no layer of {type(model).__name__}")
-    to_save = [m for m in (cfg.get("modules_to_save") or []) if any(n.split(".")[-1] == m for n in names)]
-    missing = set(cfg.get("modules_to_save") or []) - set(to_save)
+    wanted = projector_names(cfg.get("modules_to_save"), names)
+    to_save = [m for m in wanted if any(n.split(".")[-1] == m for n in names)]
+    missing = set(wanted) - set(to_save)
     if missing:
         raise ValueError(f"lora.modules_to_save {sorted(missing)} name no module of {type(model).__name__}")
     config = LoraConfig(
