@@ -62,6 +62,12 @@ def apply_lora(model, cfg: dict):
     names = [n for n, _ in model.named_modules()]
     if not any(re.fullmatch(regex, n) for n in names):
         raise ValueError(f"lora.target_modules {cfg['target_modules']} match no layer of {type(model).__name__}")
+    if cfg.get("vision_tower"):
+        tower = [n for n in names if is_vision_tower_param(n + ".x") and "." in n]
+        if not any(re.fullmatch(regex, n) for n in tower):
+            leaves = sorted({n.split(".")[-1] for n in tower if not n.split(".")[-1].isdigit()})
+            raise ValueError(f"lora.vision_tower is on but lora.vision_target_modules {cfg.get('vision_target_modules')} "
+                             f"match no layer of {type(model).__name__}'s vision tower (its layers: {', '.join(leaves)})")
     wanted = projector_names(cfg.get("modules_to_save"), names)
     to_save = [m for m in wanted if any(n.split(".")[-1] == m for n in names)]
     missing = set(wanted) - set(to_save)
