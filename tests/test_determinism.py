@@ -48,6 +48,8 @@ def test_same_params_same_weights_and_metrics(tmp_path):
     from test_evaluate_stage import make_project as make_eval_project
 
     root = make_project(tmp_path / "train", n_train=16, n_val=4, epochs=2)
+    # render settings for the manifest, as the render stage records them (render-and-compare draws with them)
+    (root / "data" / "rendered" / "rendering_metadata.json").write_text(json.dumps({"settings": {"size": 48}}))
     first = _train(root, tmp_path / "models_a")
     second = _train(root, tmp_path / "models_b")
     for name in ("model.safetensors", "tokenizer.json", "cadvlm_model.json"):
