@@ -44,9 +44,13 @@ def _predict(client, data=None, **files):
 
 
 def test_valid_part_answer_and_files(client, tmp_path):
+    import io
+
+    import numpy as np
+    import trimesh
+
     from cadvlm.geometry.mesh import read_step
     from cadvlm.geometry.solid import bounding_box
-    from cadvlm.serve.glb import read_glb
 
     r = _predict(client)
     assert r.status_code == 200, r.text
@@ -65,9 +69,10 @@ def test_valid_part_answer_and_files(client, tmp_path):
     (tmp_path / "part.step").write_bytes(got["part.step"])
     lo, hi = bounding_box(read_step(tmp_path / "part.step"))
     assert (hi - lo) * 1000 == pytest.approx([40, 20, 5], abs=1e-3)
-    doc, binary = read_glb(got["part.glb"])
-    assert doc["accessors"][0]["count"] > 8 and len(binary) > 100
-    assert doc["accessors"][0]["max"][1] == pytest.approx(0.005, abs=1e-6)  # Z up -> glTF Y up, metres
+    glb = trimesh.load(io.BytesIO(got["part.glb"]), file_type="glb", force="mesh")
+    assert len(glb.faces) > 8 and got["part.glb"][:4] == b"glTF" and b'"NORMAL"' in got["part.glb"][:4096]
+    assert np.sort(glb.extents) == pytest.approx([0.005, 0.02, 0.04], abs=1e-6)  # metres
+    assert glb.extents[1] == pytest.approx(0.005, abs=1e-6)  # Z up -> glTF Y up
     assert got["views.png"][:8] == b"\x89PNG\r\n\x1a\n" and got["input.png"][:8] == b"\x89PNG\r\n\x1a\n"
     assert client.get(f"/v1/results/{j['id']}").json()["status"] == "ok"
 
