@@ -266,3 +266,19 @@ def test_predict_keeps_the_sample_that_looks_like_the_picture(tmp_path):
     assert cands["chosen"] == 2 and cands["candidates"][1]["silhouette_iou"] is None
     assert cands["candidates"][2]["silhouette_iou"] > cands["candidates"][0]["silhouette_iou"]
     assert (tmp_path / "out" / "answer.txt").read_text() == right and (tmp_path / "out" / "part.step").is_file()
+
+
+def test_render_and_compare_needs_pictures_drawn_by_the_renderer(tmp_path, capsys):
+    """A model trained on a dataset's own pictures has no renderer to copy: --samples is refused."""
+    from PIL import Image
+
+    from cadvlm.predict import add_arguments_predict, cmd_predict
+
+    ModelManifest("full", None, pictures="imported").write(tmp_path / "models")
+    Image.new("L", (64, 64), 255).save(tmp_path / "p.png")
+    p = argparse.ArgumentParser()
+    add_arguments_predict(p)
+    args = p.parse_args([str(tmp_path / "p.png"), "--model", str(tmp_path / "models"), "-o", str(tmp_path / "o"),
+                         "--samples", "2"])
+    assert cmd_predict(args, generate=lambda *a: "x", sample=lambda *a: ["y"]) == 2
+    assert "no renderer to copy" in capsys.readouterr().err

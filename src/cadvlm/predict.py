@@ -216,9 +216,9 @@ def cmd_predict(args, generate=None, sample=None) -> int:
     prompt = args.prompt or manifest.prompt(view)
 
     n_samples = max(0, int(getattr(args, "samples", 0) or 0))
-    if n_samples and not manifest.render:
+    if n_samples and manifest.pictures == "imported":
         print("cadvlm predict: --samples draws each candidate as the training pictures were drawn, but this model "
-              "records no render settings (trained on imported pictures)", file=sys.stderr)
+              "was trained on a dataset's own pictures: no renderer to copy", file=sys.stderr)
         return 2
     if generate is None:
         try:

@@ -199,9 +199,10 @@ def run_stage(cfg: EvalConfig, generate: Callable[[list], list[str]] | None = No
     manifest = ModelManifest.read(cfg.model_dir) if (cfg.model_dir / "cadvlm_model.json").is_file() else None
     code = code or ModelManifest.read(cfg.model_dir).code  # answers are read in the model's language
     render_params = manifest.render_params() if manifest else {}
-    if (cfg.rac_samples > 0 or cfg.real_dir is not None) and not (manifest and manifest.render):
+    if (cfg.rac_samples > 0 or cfg.real_dir is not None) and (manifest is None or manifest.pictures == "imported"):
         raise ValueError(f"eval.rac_samples and eval.real_dir draw parts as the model's pictures were drawn, but "
-                         f"{cfg.model_dir} records no render settings (a model trained on imported pictures?)")
+                         f"{cfg.model_dir} was trained on a dataset's own pictures (or has no manifest): no renderer "
+                         "to copy")
     runner = ModelRunner(cfg, generate, sample)
     records = load_conversations(cfg.converted_dir / "test.json", cfg.rendered_dir)
     json_dir = cfg.extracted_dir / "json"
