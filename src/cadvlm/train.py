@@ -119,6 +119,7 @@ def train(params: dict, data_dir: str | Path, image_root: str | Path, model_dir:
         weight_decay=pt["weight_decay"],
         max_grad_norm=pt["max_grad_norm"],
         seed=seed,
+        use_cpu=not on_gpu,  # several CPU processes then train together over gloo (accelerate launch / torchrun)
         bf16=on_gpu and torch.cuda.is_bf16_supported(),
         eval_strategy="steps",
         eval_steps=eval_steps,
@@ -144,13 +145,20 @@ def train(params: dict, data_dir: str | Path, image_root: str | Path, model_dir:
     trainer = LengthGroupedTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
                                    data_collator=collator, processing_class=processor, callbacks=callbacks)
 
+    if trainer.is_fsdp_enabled and pt["method"] == "lora" and pl.get("merge_on_export"):
+        raise ValueError("lora.merge_on_export cannot merge FSDP-sharded weights: train with merge_on_export "
+                         "false (the adapter is saved), or with the DDP / ZeRO-2 launcher")
+
     # 6. Train (resuming when an identical interrupted run left a checkpoint).
     result = trainer.train(resume_from_checkpoint=resume)
 
-    # 7. Save: full weights, a LoRA adapter, or the adapter merged into the base.
+    # 7. Save: full weights, a LoRA adapter, or the adapter merged into the base. Under FSDP each rank
+    # holds a shard: all of them gather the full weights (a collective), then rank 0 alone writes.
+    weights = trainer.accelerator.get_state_dict(trainer.model_wrapped) if trainer.is_fsdp_enabled else None
     if state.is_main_process:
         _save(trainer.model, processor, model_dir, pt["method"], pl.get("merge_on_export", False), pm["base"],
-              data_dir, Path(image_root))
+              data_dir, Path(image_root), weights)
+        print(f"[train] wrote {model_dir} (process 0 of {world})")
         if not pt.get("keep_checkpoints", False):
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
     state.wait_for_everyone()
@@ -284,7 +292,9 @@ class LiveCallback(TrainerCallback):
 def _dist_state():
     from accelerate import PartialState
 
-    return PartialState()
+    # Without a GPU, processes started by `accelerate launch` or torchrun join over gloo only when the
+    # state is told it is on the CPU; otherwise each would train alone and all would write models/.
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def _run_fingerprint(params: dict, train_recs, val_recs) -> str:
@@ -327,13 +337,16 @@ def _prepare_checkpoints(checkpoint_dir: Path, run_id: str, is_main: bool) -> st
 
 
 def _save(model, processor, model_dir: Path, method: str, merge: bool, base_name: str, data_dir: Path,
-          image_root: Path) -> None:
-    """Weights (or adapter), processor, and the manifest of everything inference needs."""
+          image_root: Path, state_dict: dict | None = None) -> None:
+    """Weights (or adapter), processor, and the manifest of everything inference needs.
+
+    `state_dict`: the full weights when the model's own are shards (FSDP), else None.
+    """
     model_dir.mkdir(parents=True, exist_ok=True)
     if method == "lora" and merge:
         model = model.merge_and_unload()
         method = "full"
-    model.save_pretrained(model_dir)
+    model.save_pretrained(model_dir, state_dict=state_dict)
     processor.save_pretrained(model_dir)
     if method == "full":
         shutil.rmtree(model_dir / "base", ignore_errors=True)  # the tiny base is inside the weights now
