@@ -23,6 +23,7 @@ COMMANDS = {
     "serve": ("cadvlm.serve.command", "cmd_serve", "HTTP API and web page: pictures -> code -> STEP, batching"),
     "fetch": ("cadvlm.fetch", "cmd_fetch",
               "download a dataset set or a model from the Hugging Face hub (the only network step)"),
+    "preset": ("cadvlm.presets", "cmd_preset", "a recipe of params overrides (presets/*.yaml) as one `dvc exp run`"),
     "import-model": ("cadvlm.model.import_command", "cmd_import_model",
                      "convert a TinyLLaVA/OpenECAD checkpoint into a LLaVA folder for model.base"),
 }
