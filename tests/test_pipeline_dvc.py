@@ -14,6 +14,8 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -171,11 +173,41 @@ def _readme_inputs(proj: Path) -> None:
         (proj / "gen" / f"{g['id']}.txt").write_text(g["answer"])
 
 
+def _serve_until_ready(cli: str, args: list[str], proj: Path, env: dict) -> subprocess.CompletedProcess:
+    """`cadvlm serve` runs until stopped: start it on a free port, wait for /readyz, stop it."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([cli, *args, "--port", str(port)], cwd=proj, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    ready, deadline = False, time.monotonic() + 180
+    try:
+        while not ready and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                ready = urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5).status == 200
+            except OSError:
+                time.sleep(0.5)
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(proc.args, 0 if ready else 1, out, err)
+
+
 @pytest.mark.slow
-def test_every_readme_command_runs_on_the_small_default(project):
+def test_every_readme_command_runs_on_the_small_default(project, tmp_path):
     """Each `cadvlm` command the README shows, with the README's arguments, on the trained small
-    default: it exits as documented (predict: 1 when the model's code does not build) and never
+    default: it exits as documented (predict: 1 when the model's code does not build; serve: up
+    and ready until stopped; fetch: against a stand-in hub on the loopback address) and never
     with a traceback."""
+    import shlex
+
+    from test_fetch import Hub, _handler, _openecad_repo
+    from tinyllava_fixture import write_checkpoint
+
     proj, env = project
     if not (proj / "models" / "cadvlm_model.json").is_file():
         _dvc(proj, env, "repro")
@@ -183,13 +215,31 @@ def test_every_readme_command_runs_on_the_small_default(project):
     commands = readme_commands()
     assert len(commands) >= 12 and any(c.startswith("cadvlm predict --json") for c in commands)
     cli = str(Path(sys.executable).parent / "cadvlm")
-    for line in commands:
-        args = line.split()[1:]
-        r = subprocess.run([cli, *args], cwd=proj, env=env, capture_output=True, text=True, timeout=600)
-        allowed = (0, 1) if args[0] == "predict" else (0,)
-        assert r.returncode in allowed and "Traceback" not in r.stderr, f"{line}\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
-        if args[0] == "score" and "outputs/" in args:
-            assert "invalid   0.0%" in r.stdout, r.stdout  # OpenECAD code of the truths: every part valid
+    hub = Hub()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(hub))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for line in commands:
+            args = shlex.split(line)[1:]
+            run_env = dict(env)
+            if args[0] == "import-model":
+                write_checkpoint(proj / args[1], "llama")
+            if args[0] == "fetch":
+                hub.set_repo("dataset", args[1], _openecad_repo())
+                run_env.update(HF_ENDPOINT=f"http://127.0.0.1:{server.server_address[1]}",
+                               HF_HOME=str(tmp_path / "hf_home"), NO_PROXY="127.0.0.1")
+            if args[0] == "serve":
+                r = _serve_until_ready(cli, args, proj, run_env)
+            else:
+                r = subprocess.run([cli, *args], cwd=proj, env=run_env, capture_output=True, text=True, timeout=600)
+            allowed = (0, 1) if args[0] == "predict" else (0,)
+            assert r.returncode in allowed and "Traceback" not in r.stderr, \
+                f"{line}\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
+            if args[0] == "score" and "outputs/" in args:
+                assert "invalid   0.0%" in r.stdout, r.stdout  # OpenECAD code of the truths: every part valid
+    finally:
+        server.shutdown()
+        server.server_close()
     assert (proj / "part.step").is_file() and (proj / "PARSED.json").is_file() and (proj / "views.png").is_file()
     assert (proj / "out" / "input.png").is_file() and (proj / "out" / "answer.txt").is_file()
 
