@@ -204,7 +204,10 @@ class DvcDriver:
         self.python = python
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        env = dict(os.environ, DVC_NO_ANALYTICS="1")
+        # `dvc queue start` spawns its worker as `dvc` found on PATH: put this interpreter's
+        # scripts first, so a server started without activating its virtual environment works.
+        bin_dir = str(Path(self.python).parent)
+        env = dict(os.environ, DVC_NO_ANALYTICS="1", PATH=os.pathsep.join([bin_dir, os.environ.get("PATH", "")]))
         try:
             proc = subprocess.run([self.python, "-m", "dvc", *args], cwd=self.project, env=env, capture_output=True,
                                   text=True, timeout=self.timeout_s, stdin=subprocess.DEVNULL)
