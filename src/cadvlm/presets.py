@@ -19,21 +19,11 @@ from pathlib import Path
 
 import yaml
 
+from cadvlm.dotted_keys import flatten
+
 
 class PresetError(ValueError):
     """A preset that does not fit params.yaml; the message names the key."""
-
-
-def flatten(tree: dict, prefix: str = "") -> dict:
-    """{"train": {"lr": 1e-4}} -> {"train.lr": 1e-4} (lists are values, not sections)."""
-    out = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
 
 
 def load_preset(path: str | Path) -> dict:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import yaml
 
+from cadvlm.dotted_keys import flatten
+
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 MAX_OVERRIDES = 32
 MAX_STRING = 1000
@@ -158,17 +160,6 @@ def parse_queue_status(text: str) -> list[dict]:
     return rows
 
 
-def _flatten(d, prefix="") -> dict:
-    out = {}
-    for k, v in (d or {}).items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
 def summarize_show(data) -> list[dict]:
     """`dvc exp show --json` as one flat row per baseline or experiment: name, rev, status, params, metrics."""
     rows = []
@@ -177,11 +168,11 @@ def summarize_show(data) -> list[dict]:
         d = entry.get("data") or {}
         params = {}
         for file, content in (d.get("params") or {}).items():
-            flat = _flatten((content or {}).get("data"))
+            flat = flatten((content or {}).get("data"))
             params.update(flat if file == "params.yaml" else {f"{file}:{k}": v for k, v in flat.items()})
         metrics = {}
         for file, content in (d.get("metrics") or {}).items():
-            metrics.update({f"{file}:{k}": v for k, v in _flatten((content or {}).get("data")).items()})
+            metrics.update({f"{file}:{k}": v for k, v in flatten((content or {}).get("data")).items()})
         return {"name": entry.get("name") or d.get("rev") or entry.get("rev"), "rev": d.get("rev") or entry.get("rev"),
                 "baseline": baseline, "status": (executor or {}).get("state") or d.get("status"),
                 "timestamp": d.get("timestamp"),
