@@ -108,3 +108,21 @@ def write_fake_dataset(out_dir: str | Path, n_train: int, n_val: int, n_test: in
             i += 1
         (out_dir / "converted" / f"{split}.json").write_text(json.dumps(items, indent=1), encoding="utf-8")
     return out_dir
+
+
+TINY_MODEL = {"vocab_size": 300, "image_size": 32, "patch_size": 16, "vision_hidden_size": 32, "vision_layers": 1,
+              "vision_heads": 2, "hidden_size": 32, "intermediate_size": 64, "layers": 1, "heads": 2,
+              "max_position_embeddings": 512}
+
+
+def write_untrained_model(folder: Path, **manifest) -> Path:
+    """An untrained tiny model folder (weights, processor, manifest: OpenECAD v2, grid of four views
+    unless `manifest` says otherwise), for tests of the real loading and generation path."""
+    from cadvlm.model.manifest import ModelManifest
+    from cadvlm.model.tiny import build_tiny_base
+
+    texts = ["SketchPlane0 = add_sketchplane(origin= [0., 0., 0.], normal= [0., 0., 1.], x_axis= [1., 0., 0.])",
+             "Write OpenECAD-style CAD code that produces the solid drawn in four views."] * 20
+    build_tiny_base(folder, texts, TINY_MODEL, seed=0)
+    ModelManifest("full", None, **manifest).write(folder)
+    return folder

@@ -14,23 +14,13 @@ from serve_helpers import ServerThread, png_bytes
 pytestmark = pytest.mark.slow
 requests = pytest.importorskip("requests")
 
-TINY = {"vocab_size": 300, "image_size": 32, "patch_size": 16, "vision_hidden_size": 32, "vision_layers": 1,
-        "vision_heads": 2, "hidden_size": 32, "intermediate_size": 64, "layers": 1, "heads": 2,
-        "max_position_embeddings": 512}
-
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
     pytest.importorskip("torch")
-    from cadvlm.model.manifest import ModelManifest
-    from cadvlm.model.tiny import build_tiny_base
+    from fake_data import write_untrained_model
 
-    d = tmp_path_factory.mktemp("models")
-    texts = ["SketchPlane0 = add_sketchplane(origin= [0., 0., 0.], normal= [0., 0., 1.], x_axis= [1., 0., 0.])",
-             "Write OpenECAD-style CAD code that produces the solid drawn in four views."] * 20
-    build_tiny_base(d, texts, TINY, seed=0)
-    ModelManifest("full", None, render={"size": 64}).write(d)
-    return d
+    return write_untrained_model(tmp_path_factory.mktemp("models"), render={"size": 64})
 
 
 def test_real_model_loads_and_batches(tiny_model_dir, tmp_path):

@@ -23,13 +23,10 @@ from collections import Counter
 from pathlib import Path
 
 from cadvlm.pictures import KINDS, OPENECAD_SHEET, read_pictures
-from cadvlm.render.sheet import write_atomic
+from cadvlm.render.sheet import files_below, write_atomic, write_json_atomic
 
 STATE_VERSION = "imported-1"  # render_state.json of drawn pictures has version 1: neither reuses the other
 
-
-def _dump(path: Path, obj) -> None:
-    write_atomic(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
 
 
 def imported_metadata(records: list[dict]) -> dict:
@@ -60,13 +57,6 @@ def imported_metadata(records: list[dict]) -> dict:
     }
 
 
-def _existing_files(images: Path, out: Path) -> set[str]:
-    found = set()
-    for root, _, files in os.walk(images):
-        rel = Path(root).relative_to(out).as_posix()
-        found.update(f"{rel}/{f}" for f in files)
-    return found
-
 
 def import_pictures(extracted, out, metrics_path=None) -> dict:
     """Copy the subset's pictures into `out` with the render stage's index and metadata; metrics."""
@@ -82,7 +72,7 @@ def import_pictures(extracted, out, metrics_path=None) -> dict:
         old = old.get("models", {}) if old.get("version") == STATE_VERSION else {}
     except (OSError, ValueError, AttributeError):
         old = {}
-    existing = _existing_files(images, out)
+    existing = files_below(images, out)
     state, index, copied, reused = {}, {}, 0, 0
     for model_id in ids:
         rec = pictures.get(model_id)
@@ -106,16 +96,16 @@ def import_pictures(extracted, out, metrics_path=None) -> dict:
 
     keep = {f for files in index.values() for f in files}
     removed = 0
-    for rel in sorted(_existing_files(images, out) - keep):  # earlier pictures of parts no longer in the subset
+    for rel in sorted(files_below(images, out) - keep):  # earlier pictures of parts no longer in the subset
         os.unlink(out / rel)
         removed += 1
     for root, dirs, files in os.walk(images, topdown=False):
         if not dirs and not files and Path(root) != images:
             os.rmdir(root)
     records = [pictures[i] for i in index]
-    _dump(out / "index.json", index)
-    _dump(out / "rendering_metadata.json", imported_metadata(records))
-    _dump(out / "render_state.json", {"version": STATE_VERSION, "models": state})
+    write_json_atomic(out / "index.json", index)
+    write_json_atomic(out / "rendering_metadata.json", imported_metadata(records))
+    write_json_atomic(out / "render_state.json", {"version": STATE_VERSION, "models": state})
     failures = Counter(v["error"] for v in state.values() if "error" in v)
     metrics = {
         "source": "imported",
@@ -129,5 +119,5 @@ def import_pictures(extracted, out, metrics_path=None) -> dict:
     }
     if metrics_path is not None:
         Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
-        _dump(Path(metrics_path), metrics)
+        write_json_atomic(Path(metrics_path), metrics)
     return metrics

@@ -8,6 +8,7 @@ PNG bytes depend only on the pixels and the zlib level: Pillow writes no time or
 from __future__ import annotations
 
 import io
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -70,6 +71,20 @@ def write_atomic(path, data: bytes) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def write_json_atomic(path, obj) -> Path:
+    """A JSON file with fixed formatting (same object, same bytes), written atomically."""
+    return write_atomic(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+
+
+def files_below(folder: Path, root: Path) -> set[str]:
+    """Every file under `folder`, as paths relative to `root` with '/' separators."""
+    found = set()
+    for parent, _, files in os.walk(folder):
+        rel = Path(parent).relative_to(root).as_posix()
+        found.update(f"{rel}/{f}" for f in files)
+    return found
 
 
 def _font(size: int):

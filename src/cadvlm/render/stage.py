@@ -31,7 +31,7 @@ from pathlib import Path
 
 from cadvlm.pictures import PICTURES_FILE
 from cadvlm.render.pipeline import RenderJob
-from cadvlm.render.sheet import TMP_PREFIX, write_atomic
+from cadvlm.render.sheet import TMP_PREFIX, files_below, write_atomic, write_json_atomic
 
 STATE = "render_state.json"
 INDEX = "index.json"
@@ -162,16 +162,6 @@ def _load_state(out: Path) -> dict:
         return {}
 
 
-def _dump(path: Path, obj) -> None:
-    write_atomic(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
-
-
-def _existing_files(images: Path, out: Path) -> set[str]:
-    found = set()
-    for root, _, files in os.walk(images):
-        rel = Path(root).relative_to(out).as_posix()
-        found.update(f"{rel}/{f}" for f in files)
-    return found
 
 
 def metadata(job: RenderJob) -> dict:
@@ -213,7 +203,7 @@ def run_render(extracted, out, job: RenderJob, workers: int = 2, metrics_path=No
     images = out / "images"
     digest = job_digest(job)
     old = _load_state(out)
-    existing = _existing_files(images, out)
+    existing = files_below(images, out)
 
     ids = subset_ids(extracted)
     state: dict = {}
@@ -261,7 +251,7 @@ def run_render(extracted, out, job: RenderJob, workers: int = 2, metrics_path=No
             bar.update(1)
         if time.perf_counter() - last_flush[0] > FLUSH_SECONDS:
             # Progress survives a killed run: rendered models are not rendered again.
-            _dump(out / STATE, {"version": 1, "models": {**old, **state}})
+            write_json_atomic(out / STATE, {"version": 1, "models": {**old, **state}})
             last_flush[0] = time.perf_counter()
 
     t_render = time.perf_counter()
@@ -277,7 +267,7 @@ def run_render(extracted, out, job: RenderJob, workers: int = 2, metrics_path=No
     index = {k: v["files"] for k, v in state.items() if "files" in v}
     keep = {f for files in index.values() for f in files}
     removed = 0
-    for rel in sorted(_existing_files(images, out) - keep):
+    for rel in sorted(files_below(images, out) - keep):
         os.unlink(out / rel)
         removed += 1
     for root, dirs, files in os.walk(images, topdown=False):
@@ -286,9 +276,9 @@ def run_render(extracted, out, job: RenderJob, workers: int = 2, metrics_path=No
                 os.rmdir(root)
             except OSError:
                 pass
-    _dump(out / INDEX, index)
-    _dump(out / METADATA, metadata(job))
-    _dump(out / STATE, {"version": 1, "models": state})
+    write_json_atomic(out / INDEX, index)
+    write_json_atomic(out / METADATA, metadata(job))
+    write_json_atomic(out / STATE, {"version": 1, "models": state})
 
     failures = Counter(v["error"] for v in state.values() if "error" in v)
     phase = {p: round(times.get(p, 0.0), 3) for p in PHASES}
@@ -314,5 +304,5 @@ def run_render(extracted, out, job: RenderJob, workers: int = 2, metrics_path=No
     }
     if metrics_path is not None:
         Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
-        _dump(Path(metrics_path), metrics)
+        write_json_atomic(Path(metrics_path), metrics)
     return metrics
