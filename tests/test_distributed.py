@@ -5,9 +5,21 @@ On a CPU, two processes train together over gloo, started by `accelerate launch`
 between them (half as many optimiser steps per epoch), the loss is finite, and the model folder is
 written once, by process 0.
 
-FSDP and DeepSpeed ZeRO-2 need GPUs: accelerate's FSDP plugin refuses to start without an accelerator
-device ("There are currently no available devices found"), and DeepSpeed needs CUDA. Their configs are
-checked here for what the pipeline relies on; the runs themselves are GPU tests, skipped without one.
+FSDP does not run on a CPU with the installed accelerate (1.15), with either FSDP version, although torch's
+own FSDP2 (`fully_shard`) does shard and train over gloo there. Two things stop it, both inside accelerate:
+- fsdp.yaml (FSDP1 with `fsdp_sync_module_states: true`) stops every process in the Trainer's Accelerator:
+  FullyShardedDataParallelPlugin.__post_init__ (accelerate/utils/dataclasses.py) raises "There are
+  currently no available devices found, must be one of 'XPU', 'CUDA', ..." when no accelerator exists.
+- Without sync_module_states, with fsdp_version 2 (which ignores that setting), or with
+  TrainingArguments(fsdp=..., fsdp_config=...) under torchrun, the train stage finishes, but as DDP: a CPU
+  process group is DistributedType.MULTI_CPU (AcceleratorState._prepare_backend), and AcceleratorState
+  keeps the FSDP plugin (switches to DistributedType.FSDP) only for the GPU-like types (MULTI_GPU,
+  MULTI_XPU, ...: accelerate/state.py, the `elif self.distributed_type in [` branch). Nothing is printed;
+  the Trainer's `is_fsdp_enabled` is False and the model is wrapped in DistributedDataParallel.
+  (`accelerate launch --cpu` with an FSDP or DDP config starts one process only.)
+`test_fsdp_config_on_cpu_is_not_fsdp` pins both, so that an accelerate that allows it fails that test and
+a real CPU FSDP run can replace it. DeepSpeed ZeRO-2 needs CUDA. The FSDP and ZeRO-2 configs are checked
+here for what the pipeline relies on; the runs themselves are GPU tests, skipped without one.
 """
 
 from __future__ import annotations
@@ -96,8 +108,66 @@ def _gpus() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+# What the Trainer's Accelerator sees on a CPU (train.py's PartialState(cpu=True) first, as in the stage);
+# each process writes its own file (two processes printing to one pipe can interleave their lines).
+_PROBE = """
+import json, sys
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator, PartialState
+from accelerate.utils import FullyShardedDataParallelPlugin
+
+state = PartialState(cpu=True)
+try:
+    FullyShardedDataParallelPlugin(sync_module_states=True)
+    refused = None
+except RuntimeError as e:
+    refused = str(e)
+acc = Accelerator()
+model = acc.prepare(torch.nn.Linear(4, 4))
+fsdp = getattr(acc.state, "fsdp_plugin", None) is not None  # what Trainer.is_fsdp_enabled reads
+seen = {"type": str(acc.distributed_type), "fsdp": fsdp, "wrapped": type(model).__name__,
+        "world": state.num_processes, "refused": refused}
+Path(sys.argv[1], f"rank{state.process_index}.json").write_text(json.dumps(seen))
+"""
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(_gpus() == 0, reason="FSDP and ZeRO-2 need CUDA GPUs (accelerate's FSDP plugin refuses a CPU)")
+@pytest.mark.skipif(_gpus() > 0, reason="with CUDA GPUs the train stage uses them: test_sharded_launchers_on_gpus")
+def test_fsdp_config_on_cpu_is_not_fsdp(tmp_path):
+    """Why no CPU FSDP run is tested (module docstring): fsdp.yaml with use_cpu, 2 processes, FSDP1 and FSDP2.
+
+    When this fails after an accelerate upgrade, FSDP may have become possible on a CPU: replace this test
+    with a 2-process FSDP training run mirroring test_two_cpu_processes_train_together.
+    """
+    cfg = yaml.safe_load((CONFIGS / "fsdp.yaml").read_text())
+    cfg["use_cpu"] = True
+    cfg["fsdp_config"]["fsdp_sync_module_states"] = False  # else FSDP1 stops in the plugin (checked below)
+    probe = tmp_path / "probe.py"
+    probe.write_text(_PROBE)
+    for version in (1, 2):
+        cfg["fsdp_config"]["fsdp_version"] = version
+        config, out = tmp_path / f"fsdp{version}_cpu.yaml", tmp_path / f"fsdp{version}"
+        config.write_text(yaml.safe_dump(cfg))
+        out.mkdir()
+        done = subprocess.run(ACCELERATE + ["--config_file", str(config), "--num_processes", "2",
+                                            "--main_process_port", _port(), str(probe), str(out)],
+                              cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-4000:])
+        seen = [json.loads((out / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+        for s in seen:  # both processes in one group, as DDP: the FSDP plugin was dropped without a word
+            assert (s["type"], s["fsdp"], s["wrapped"], s["world"]) == \
+                ("DistributedType.MULTI_CPU", False, "DistributedDataParallel", 2), (version, s)
+            # FSDP1's plugin refuses sync_module_states (fsdp.yaml's) without an accelerator; FSDP2 ignores it
+            assert (s["refused"] is not None and "There are currently no available devices found" in s["refused"]) \
+                == (version == 1), (version, s)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_gpus() == 0, reason="FSDP and ZeRO-2 need CUDA GPUs (accelerate keeps FSDP only on an "
+                                           "accelerator; on a CPU it refuses or runs DDP: module docstring)")
 @pytest.mark.parametrize("config", ["fsdp", "zero2"])
 def test_sharded_launchers_on_gpus(tmp_path, config):
     if config == "zero2" and shutil.which("ds_report") is None:
