@@ -230,7 +230,7 @@ def cmd_predict(args, generate=None, sample=None) -> int:
             print(f"cadvlm predict: cannot load the model from {args.model}: {exc}", file=sys.stderr)
             return 2
         set_cpu_threads(model, args.cpu_threads)
-        answer = generate_code(model, processor, [picture], prompt, args.max_new_tokens, 1)[0]
+        answer = generate_code(model, processor, [picture], prompt, args.max_new_tokens, 1, manifest.code)[0]
         if n_samples:
             sampled = sample_code(model, processor, picture, prompt, n_samples, args.max_new_tokens,
                                   args.temperature, args.seed)

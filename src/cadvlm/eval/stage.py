@@ -54,6 +54,7 @@ class EvalConfig:
     rac_samples: int = 0  # render-and-compare: sampled answers per part besides the greedy one (0 = off)
     rac_temperature: float = 0.7
     real_dir: Path | None = None  # a folder of DeepCAD JSON parts to evaluate on as well (None = none)
+    constrained: bool = True  # greedy decoding kept to valid compact programs (cadvlm.model.constrain)
     score: ScoreConfig = field(default_factory=ScoreConfig)
 
     @classmethod
@@ -65,6 +66,7 @@ class EvalConfig:
                    cpu_threads=int(e.get("cpu_threads", 0)), bootstrap=int(e.get("bootstrap", RESAMPLES)),
                    rac_samples=int(e.get("rac_samples") or 0), rac_temperature=float(e.get("rac_temperature", 0.7)),
                    real_dir=Path(e["real_dir"]) if e.get("real_dir") else None,
+                   constrained=bool(e.get("constrained", True)),
                    score=ScoreConfig(workers=int(e["workers"]), timeout_s=float(e["timeout_s"]),
                                      seed=int(params["base"]["seed"]), n_points=int(e["n_points"])))
 
@@ -99,10 +101,12 @@ class ModelRunner:
         if self._generate is not None:
             answers = list(self._generate(records))
         else:
+            from cadvlm.codec.format import model_folder_format
             from cadvlm.model.generate import generate_for_records
 
+            constrain = model_folder_format(self.cfg.model_dir) if self.cfg.constrained else None
             answers = generate_for_records(*self._load(), records, self.cfg.max_new_tokens, self.cfg.batch_size,
-                                           self.cfg.score.progress)
+                                           self.cfg.score.progress, constrain)
         if len(answers) != len(records):
             raise ValueError(f"generate returned {len(answers)} answers for {len(records)} samples")
         return answers

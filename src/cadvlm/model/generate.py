@@ -34,20 +34,22 @@ def _left_padding(tokenizer):
 
 @torch.inference_mode()
 def generate_code(model, processor, images: list[Image.Image], prompt: str, max_new_tokens: int = 1024,
-                  batch_size: int = 8) -> list[str]:
+                  batch_size: int = 8, constrain=None) -> list[str]:
     """Generate one answer per picture (greedy). Returns the decoded answers, special tokens removed.
 
     The answer is the model's raw text (for our models `Of course, here are the codes:` + a fenced
     python block); extracting and parsing the code is the caller's job. Order follows `images`.
+    `constrain`: the model's CodeFormat; when it is compact, decoding keeps to valid programs
+    (`cadvlm.model.constrain`). None (or OpenECAD) decodes freely.
     """
     answers: list[str] = []
     for start in range(0, len(images), batch_size):
         answers.extend(_generate(model, processor, images[start:start + batch_size], prompt,
-                                 dict(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1)))
+                                 dict(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1), constrain))
     return answers
 
 
-def _generate(model, processor, images: list, prompt: str, options: dict) -> list[str]:
+def _generate(model, processor, images: list, prompt: str, options: dict, constrain=None) -> list[str]:
     """One generate() call over a batch of pictures with the same prompt; decoded new tokens."""
     tokenizer = processor.tokenizer
     chat = chat_format(processor)  # the prompt exactly as in training (cadvlm.data.conversations.ChatFormat)
@@ -68,6 +70,13 @@ def _generate(model, processor, images: list, prompt: str, options: dict) -> lis
                                add_special_tokens=chat.add_special_tokens, return_tensors="pt").to(device)
             if "pixel_values" in inputs:
                 inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
+            if constrain is not None and constrain.compact:
+                from transformers import LogitsProcessorList
+
+                from cadvlm.model.constrain import CompactConstraint
+
+                options = {**options, "logits_processor": LogitsProcessorList([CompactConstraint(
+                    tokenizer, inputs["input_ids"].shape[1], constrain.bits, stop)])}
             out = model.generate(**inputs, **options, use_cache=True, pad_token_id=pad_id,
                                  eos_token_id=stop or None)
             return tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
@@ -118,8 +127,9 @@ def set_cpu_threads(model, threads: int = 0) -> int:
 
 
 def generate_for_records(model, processor, records: list, max_new_tokens: int, batch_size: int,
-                         progress: bool = True) -> list[str]:
-    """Answers for conversation records (.image, .prompt): greedy, batched, grouped by prompt."""
+                         progress: bool = True, constrain=None) -> list[str]:
+    """Answers for conversation records (.image, .prompt): greedy, batched, grouped by prompt;
+    `constrain` as in `generate_code`."""
     import sys
 
     from tqdm import tqdm
@@ -135,7 +145,8 @@ def generate_for_records(model, processor, records: list, max_new_tokens: int, b
             for start in range(0, len(idx), batch_size):
                 chunk = idx[start:start + batch_size]
                 images = [load_image(records[i].image) for i in chunk]
-                for i, a in zip(chunk, generate_code(model, processor, images, prompt, max_new_tokens, batch_size)):
+                for i, a in zip(chunk, generate_code(model, processor, images, prompt, max_new_tokens, batch_size,
+                                                      constrain)):
                     answers[i] = a
                 bar.update(len(chunk))
     return answers

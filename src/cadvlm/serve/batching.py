@@ -172,8 +172,9 @@ class Batcher:
                                                    len(batch), timed_out))
 
 
-def model_generate_fn(model, processor) -> GenerateFn:
-    """The trained model as a GenerateFn: greedy `generate_code`, stopped at the time limit.
+def model_generate_fn(model, processor, code=None) -> GenerateFn:
+    """The trained model as a GenerateFn: greedy `generate_code` (kept to valid programs of the
+    model's language `code` when it is compact), stopped at the time limit.
 
     The limit goes through the model's generation config (`max_time`: transformers stops decoding
     when it is spent), so a runaway batch ends with cut answers instead of holding the queue.
@@ -182,6 +183,7 @@ def model_generate_fn(model, processor) -> GenerateFn:
 
     def generate(images, prompt, max_new_tokens, max_time):
         model.generation_config.max_time = float(max_time) if max_time else None
-        return generate_code(model, processor, images, prompt, max_new_tokens, batch_size=len(images))
+        return generate_code(model, processor, images, prompt, max_new_tokens, batch_size=len(images),
+                             constrain=code)
 
     return generate

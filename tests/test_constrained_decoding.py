@@ -1,0 +1,123 @@
+"""Decoding kept to valid compact programs: the prefix check and the logits processor."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cadvlm.codec.answer import wrap_answer
+from cadvlm.codec.compact import parse_compact, write_compact
+from cadvlm.codec.compact_prefix import HEADER, AnswerPrefix
+from cadvlm.synth import generate_model
+
+PLATE = "size 191 96 10\nplane 128 128 128 127 127 254 254 127 127\nloop\n"
+
+
+@pytest.fixture(scope="module")
+def answers():
+    return [wrap_answer(write_compact(generate_model(i))) for i in range(40)]
+
+
+def test_every_prefix_of_a_written_answer_is_accepted(answers):
+    check = AnswerPrefix(8)
+    for a in answers:
+        assert all(check.ok(a[:k]) for k in range(len(a) + 1)), a
+        assert check.done(a) and not check.done(a[:-1])
+
+
+@pytest.mark.parametrize("text, why", [
+    ("Of course, here is", "not the answer sentence"),
+    (PLATE + "line 20 30\nline 20 30", "a line of zero length"),
+    (PLATE + "line 20 30\nline 20 3", "still could be 3x, so fine") ,
+    (PLATE + "line 20 30\nline 40 30\nextrude", "two lines there and back have no area"),
+    (PLATE + "line 20 30\nline 40 30\nline 40 50\nline 20 30\nloop", "the loop closes on its own start"),
+    (PLATE + "line 256", "off the 8-bit grid"),
+    (PLATE + "circle 128 128 0\n", "a circle of radius 0"),
+    (PLATE + "circle 128 128 9\nline", "a circle shares its loop"),
+    (PLATE + "extrude", "an empty loop"),
+    ("size 1 2 3\nloop", "a loop before any plane"),
+    ("plane 1 2 3 4 5 6 7 8 255", "a direction level off its grid"),
+    (PLATE + "circle 128 128 9\nextrude new tw 3", "two extents expected"),
+    (PLATE + "circle 128 128 9\nextrude new one 3 4", "one extent expected"),
+    (PLATE + "circle 128 128 9\nextrude new one 3\nend\n```\nmore", "text after the fence"),
+    (PLATE + "line  20", "two spaces"),
+])
+def test_what_cannot_become_a_program_is_refused(text, why):
+    full = text if text.startswith("Of") else HEADER + text
+    expected = why == "still could be 3x, so fine"
+    assert AnswerPrefix(8).ok(full) is expected, why
+
+
+def test_an_unfinished_number_is_judged_by_what_it_can_become():
+    check = AnswerPrefix(8)
+    last = HEADER + PLATE + "line 156 79\n"
+    assert not check.ok(last + "line 156 79")  # only 79 (zero length) or 79x > 255
+    assert check.ok(last + "line 156 7") and check.ok(last + "line 155 79")
+    assert check.ok(last + "line 156 25") and not check.ok(last + "line 156 256")
+    assert sorted(check._completions("25")) == [25, 250, 251, 252, 253, 254, 255]
+    assert list(check._completions("0")) == [0] and list(check._completions("07")) == []
+
+
+@pytest.fixture(scope="module")
+def tokenizer(answers):
+    from cadvlm.model.tiny import train_tokenizer
+
+    return train_tokenizer(answers * 3, 400)
+
+
+def _scores_preferring(tokenizer, text: str) -> torch.Tensor:
+    """Logits that rank tokens by how well they spell `text`, the first one best."""
+    scores = torch.zeros(1, len(tokenizer))
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    for rank, t in enumerate(ids[:3]):
+        scores[0, t] = 10.0 - rank
+    return scores
+
+
+def test_the_processor_replaces_a_zero_length_line_by_the_next_best_valid_token(tokenizer):
+    from cadvlm.model.constrain import CompactConstraint
+
+    prompt = [tokenizer.bos_token_id, 5, 6]
+    so_far = HEADER + PLATE + "line 156 79\nline 156 "
+    ids = torch.tensor([prompt + tokenizer.encode(so_far, add_special_tokens=False)])
+    scores = _scores_preferring(tokenizer, "79")  # the model wants the zero-length line
+    scores[0, tokenizer.encode("80", add_special_tokens=False)[0]] = 5.0
+    proc = CompactConstraint(tokenizer, len(prompt), 8, [tokenizer.eos_token_id])
+    out = proc(ids, scores.clone())
+    best = int(out[0].argmax())
+    assert tokenizer.decode([best]) != "79"
+    assert AnswerPrefix(8).ok(so_far + tokenizer.decode([best]))
+    assert torch.isinf(out[0]).sum() == len(tokenizer) - 1  # greedy: exactly one token left
+
+
+def test_the_processor_allows_the_end_only_after_a_whole_answer(tokenizer):
+    from cadvlm.model.constrain import CompactConstraint
+
+    eos = tokenizer.eos_token_id
+    whole = HEADER + PLATE + "circle 128 128 9\nextrude new one 30\nend\n```"
+    for text, can_end in ((whole, True), (whole[:-3], False)):
+        ids = torch.tensor([[1] + tokenizer.encode(text, add_special_tokens=False)])
+        scores = torch.zeros(1, len(tokenizer))
+        scores[0, eos] = 10.0
+        out = CompactConstraint(tokenizer, 1, 8, [eos])(ids, scores)
+        assert (int(out[0].argmax()) == eos) is can_end
+
+
+def test_constrained_greedy_answers_of_an_untrained_model_stay_valid_prefixes(tmp_path):
+    """Random weights write random tokens; kept to the grammar, every answer is a valid prefix."""
+    from fake_data import write_untrained_model
+
+    from cadvlm.codec.format import CodeFormat
+    from cadvlm.model.generate import generate_code
+    from cadvlm.model.load import load_trained
+    from PIL import Image
+
+    folder = write_untrained_model(tmp_path / "m", code=CodeFormat("compact", 8))
+    model, processor = load_trained(folder)
+    pics = [Image.new("RGB", (64, 64), (255 - 40 * i,) * 3) for i in range(3)]
+    free = generate_code(model, processor, pics, "Draw it.", max_new_tokens=120, batch_size=3)
+    kept = generate_code(model, processor, pics, "Draw it.", max_new_tokens=120, batch_size=3,
+                         constrain=CodeFormat("compact", 8))
+    check = AnswerPrefix(8)
+    assert all(check.ok(a) for a in kept) and len("".join(kept)) > 60
+    assert not all(check.ok(a) for a in free)  # the constraint did something
