@@ -49,7 +49,8 @@ def train(params: dict, data_dir: str | Path, image_root: str | Path, model_dir:
     paths are relative to; model_dir receives the trained model (see cadvlm.model.load.load_trained).
     """
     t_stage = time.time()
-    pm, pl, pt, seed = params["model"], params.get("lora", {}), params["train"], params["base"]["seed"]
+    pm, pl, pt = params["model"], params.get("lora", {}), params["train"]
+    seed = params["base"]["seed"] if pt.get("seed") is None else int(pt["seed"])  # train.seed: vary training alone
     data_dir, model_dir, checkpoint_dir = Path(data_dir), Path(model_dir), Path(checkpoint_dir)
     state = _dist_state()
 
@@ -143,7 +144,8 @@ def train(params: dict, data_dir: str | Path, image_root: str | Path, model_dir:
     resume_step = int(Path(resume).name.split("-")[-1]) if resume else None
     callbacks = [speed] + ([LiveCallback(live_dir, resume is not None)] if live_dir and state.is_main_process else [])
     trainer = LengthGroupedTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
-                                   data_collator=collator, processing_class=processor, callbacks=callbacks)
+                                   data_collator=collator, processing_class=processor, callbacks=callbacks,
+                                   vision_lr_scale=float(pt.get("vision_lr_scale", 1.0)))
 
     if trainer.is_fsdp_enabled and pt["method"] == "lora" and pl.get("merge_on_export"):
         raise ValueError("lora.merge_on_export cannot merge FSDP-sharded weights: train with merge_on_export "
@@ -201,11 +203,34 @@ def make_deterministic(seed: int, pt: dict, on_gpu: bool) -> int | None:
 
 
 class LengthGroupedTrainer(Trainer):
-    """Trainer whose length-grouped sampler uses the dataset's precomputed token counts.
+    """Trainer whose length-grouped sampler uses the dataset's precomputed token counts, and whose
+    vision tower may learn at its own rate.
 
     The stock sampler infers lengths by fetching every item, i.e. decoding every picture once per
-    run; our dataset already knows them from tokenising the text.
+    run; our dataset already knows them from tokenising the text. `vision_lr_scale` multiplies the
+    learning rate of the vision tower's trained weights (the same schedule): a tower trained from
+    scratch at the decoder's rate collapses before the decoder learns to read it.
     """
+
+    def __init__(self, *args, vision_lr_scale: float = 1.0, **kwargs):
+        self.vision_lr_scale = vision_lr_scale
+        super().__init__(*args, **kwargs)
+
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        if self.vision_lr_scale == 1.0:
+            return optimizer
+        model = self.model if model is None else model
+        tower = {id(p) for n, p in model.named_parameters() if is_vision_tower_param(n)}
+        groups = []
+        for group in optimizer.param_groups:  # Trainer's groups (decay / no decay), each split in two
+            for in_tower in (False, True):
+                params = [p for p in group["params"] if (id(p) in tower) == in_tower]
+                if params:
+                    lr = group["lr"] * (self.vision_lr_scale if in_tower else 1.0)
+                    groups.append({**group, "params": params, "lr": lr})
+        optimizer.param_groups[:] = groups  # before the first step: no state to move
+        return optimizer
 
     def _get_train_sampler(self, train_dataset=None):
         ds = train_dataset if train_dataset is not None else self.train_dataset

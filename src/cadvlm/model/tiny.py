@@ -68,6 +68,7 @@ TINY_DEFAULTS = {
     "layers": 4,
     "heads": 4,
     "max_position_embeddings": 4096,
+    "image_std": 1.0,
 }
 
 
@@ -99,7 +100,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
         extra_special_tokens={"image_token": IMAGE}, model_max_length=1_000_000)
 
 
-def _image_processor(image_size: int):
+def _image_processor(image_size: int, std: float = 1.0):
     """SigLIP preprocessing (resize, rescale, normalise); the PIL backend when torchvision is absent.
 
     Normalised so that the white paper is 0 and black ink is -1 (SigLIP's 0.5/0.5 makes white 1).
@@ -112,7 +113,7 @@ def _image_processor(image_size: int):
         from transformers import SiglipImageProcessor as cls
     except ImportError:
         from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil as cls
-    return cls(size={"height": image_size, "width": image_size}, image_mean=[1.0] * 3, image_std=[1.0] * 3)
+    return cls(size={"height": image_size, "width": image_size}, image_mean=[1.0] * 3, image_std=[std] * 3)
 
 
 def build_tiny_base(out_dir: str | Path, texts: list[str], cfg: dict | None = None, seed: int = 0) -> Path:
@@ -127,7 +128,7 @@ def build_tiny_base(out_dir: str | Path, texts: list[str], cfg: dict | None = No
     template_words = ["USER: ", "ASSISTANT:\n"]
     tokenizer = train_tokenizer(list(texts) + template_words, c["vocab_size"])
     processor = LlavaProcessor(
-        image_processor=_image_processor(c["image_size"]), tokenizer=tokenizer, patch_size=c["patch_size"],
+        image_processor=_image_processor(c["image_size"], float(c["image_std"])), tokenizer=tokenizer, patch_size=c["patch_size"],
         vision_feature_select_strategy="full", chat_template=CHAT_TEMPLATE, image_token=IMAGE)
     n_image_tokens = (c["image_size"] // c["patch_size"]) ** 2
     vision = SiglipVisionConfig(
