@@ -218,3 +218,34 @@ def test_the_trained_model_reads_the_pictures(tmp_path):
 
     own = [it["pixel_values"] for it in items]
     assert loss(own[1:] + own[:1]) - loss(own) > 0.01
+
+
+def test_the_vision_tower_learns_at_its_own_rate(tmp_path):
+    """vision_lr_scale splits the Trainer's parameter groups: the tower's weights get lr x scale on
+    the same schedule, everything else lr; weight decay groups are kept apart."""
+    from transformers import TrainingArguments
+
+    from cadvlm.model.lora import is_vision_tower_param
+    from cadvlm.train import LengthGroupedTrainer
+    from fake_data import write_untrained_model
+
+    model, _ = load_trained(write_untrained_model(tmp_path / "m"))
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), learning_rate=2e-3, weight_decay=0.01,
+                             use_cpu=True, report_to="none", lr_scheduler_type="cosine", warmup_steps=2)
+    trainer = LengthGroupedTrainer(model=model, args=args, vision_lr_scale=0.1)
+    trainer.create_optimizer_and_scheduler(num_training_steps=10)
+    opt = trainer.optimizer
+    tower = {id(p) for n, p in model.named_parameters() if is_vision_tower_param(n)}
+    by_lr = {}
+    for g in opt.param_groups:
+        kinds = {id(p) in tower for p in g["params"]}
+        assert len(kinds) == 1  # a group is all tower or all not
+        by_lr.setdefault((kinds.pop(), g["weight_decay"]), g["initial_lr"])
+    assert by_lr[(True, 0.01)] == pytest.approx(2e-4) and by_lr[(False, 0.01)] == pytest.approx(2e-3)
+    assert by_lr[(True, 0.0)] == pytest.approx(2e-4) and by_lr[(False, 0.0)] == pytest.approx(2e-3)
+    assert sum(len(g["params"]) for g in opt.param_groups) == sum(1 for p in model.parameters() if p.requires_grad)
+    for _ in range(4):
+        opt.step()
+        trainer.lr_scheduler.step()
+    lrs = {(id(g["params"][0]) in tower): g["lr"] for g in opt.param_groups}
+    assert lrs[True] == pytest.approx(0.1 * lrs[False]) and 0 < lrs[False] < 2e-3
