@@ -33,7 +33,6 @@ class _State:
 
     last: str = ""  # the previous statement's word ("" at the start)
     loop: tuple = ()  # the current loop's curves: ((word, end point), ...)
-    extrudes: int = 0
     ended: bool = False
 
     def allowed(self) -> tuple[str, ...]:
@@ -101,22 +100,16 @@ class AnswerPrefix:
         words = line.split(" ")
         word, args = words[0], words[1:]
         if word not in s.allowed() or not self._args_ok(word, args, complete=True):
-            return None
-        if word in ("loop", "extrude") and s.last in ("line", "arc") and not s.closes():
-            return None
+            return None  # allowed() already refuses loop / extrude where the loop cannot close
         if word in CURVES:
             nums = [int(a) for a in args]
             if word == "circle":
-                return None if nums[2] == 0 else _State("circle", ((word, None),), s.extrudes)
+                return None if nums[2] == 0 else _State("circle", ((word, None),))
             end = (nums[-2], nums[-1])
             if s.loop and s.loop[-1][1] == end:
                 return None  # zero length
-            return _State(word, s.loop + ((word, end),), s.extrudes)
-        if word == "extrude":
-            return _State("extrude", (), s.extrudes + 1)
-        if word == "end":
-            return _State("end", (), s.extrudes, ended=True)
-        return _State(word, (), s.extrudes)  # size, plane, loop
+            return _State(word, s.loop + ((word, end),))
+        return _State(word, (), ended=word == "end")  # size, plane, loop, extrude, end
 
     # -- the line being written -----------------------------------------------------------------
 
@@ -124,12 +117,9 @@ class AnswerPrefix:
         words = tail.split(" ")
         if len(words) == 1:  # the first word, maybe unfinished
             return any(w.startswith(words[0]) for w in s.allowed())
-        word = words[0]
+        word, args = words[0], words[1:]
         if word not in s.allowed():
             return False
-        if word in ("loop", "extrude") and s.last in ("line", "arc") and not s.closes():
-            return False
-        args = words[1:]
         if not self._args_ok(word, args, complete=False):
             return False
         if word in ("line", "arc") and s.loop and len(args) == ARITY[word] and args[-1]:
@@ -153,19 +143,8 @@ class AnswerPrefix:
         """Arguments of `word` (the last one may be unfinished unless `complete`)."""
         if word == "extrude":
             return self._extrude_ok(args, complete)
-        arity = ARITY[word]
-        if len(args) > arity or (complete and len(args) != arity):
-            return False
-        for i, a in enumerate(args):
-            last = i == len(args) - 1
-            if not a:
-                if complete or not last:
-                    return False
-                continue
-            limit = DIR_LEVELS - 1 if word == "plane" and i >= 3 else self.top
-            if not (a.isascii() and a.isdigit()) or int(a) > limit:
-                return False
-        return True
+        limits = [DIR_LEVELS - 1 if word == "plane" and i >= 3 else self.top for i in range(ARITY[word])]
+        return self._nums_ok(args, limits, complete)
 
     def _extrude_ok(self, args: list[str], complete: bool) -> bool:
         if not args:
@@ -177,14 +156,19 @@ class AnswerPrefix:
             unfinished = i == len(args) - 1 and not complete
             if not (w in choices or (unfinished and any(c.startswith(w) for c in choices))):
                 return False
-        want = 4 if args[1] == "two" else 3
-        nums = args[2:]
-        if len(nums) > want - 2 or (complete and len(nums) != want - 2):
+        extents = 2 if args[1] == "two" else 1
+        return self._nums_ok(args[2:], [self.top] * extents, complete)
+
+    @staticmethod
+    def _nums_ok(nums: list[str], limits: list[int], complete: bool) -> bool:
+        """Integers, one per limit, each at most its limit; the last may be unfinished (even empty)
+        unless `complete`."""
+        if len(nums) > len(limits) or (complete and len(nums) != len(limits)):
             return False
-        for i, a in enumerate(nums):
+        for i, (a, limit) in enumerate(zip(nums, limits)):
             if not a:
                 if complete or i != len(nums) - 1:
                     return False
-            elif not (a.isascii() and a.isdigit()) or int(a) > self.top:
+            elif not (a.isascii() and a.isdigit()) or int(a) > limit:
                 return False
         return True

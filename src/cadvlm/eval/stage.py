@@ -78,8 +78,10 @@ class ModelRunner:
     """The trained model, loaded on first use; `generate(records) -> answers` and
     `sample(records, n) -> [[answers]]` replace it (tests)."""
 
-    def __init__(self, cfg: EvalConfig, generate: Callable | None = None, sample: Callable | None = None):
+    def __init__(self, cfg: EvalConfig, generate: Callable | None = None, sample: Callable | None = None,
+                 constrain=None):
         self.cfg, self._generate, self._sample, self._model = cfg, generate, sample, None
+        self.constrain = constrain  # the CodeFormat greedy decoding keeps to (None: free decoding)
 
     def load(self) -> float:
         """Load the model now (so that generation times exclude loading); returns the seconds it took."""
@@ -101,12 +103,10 @@ class ModelRunner:
         if self._generate is not None:
             answers = list(self._generate(records))
         else:
-            from cadvlm.codec.format import model_folder_format
             from cadvlm.model.generate import generate_for_records
 
-            constrain = model_folder_format(self.cfg.model_dir) if self.cfg.constrained else None
             answers = generate_for_records(*self._load(), records, self.cfg.max_new_tokens, self.cfg.batch_size,
-                                           self.cfg.score.progress, constrain)
+                                           self.cfg.score.progress, self.constrain)
         if len(answers) != len(records):
             raise ValueError(f"generate returned {len(answers)} answers for {len(records)} samples")
         return answers
@@ -201,13 +201,13 @@ def run_stage(cfg: EvalConfig, generate: Callable[[list], list[str]] | None = No
 
     t_start = time.perf_counter()
     manifest = ModelManifest.read(cfg.model_dir) if (cfg.model_dir / "cadvlm_model.json").is_file() else None
-    code = code or ModelManifest.read(cfg.model_dir).code  # answers are read in the model's language
+    code = code or (manifest or ModelManifest.read(cfg.model_dir)).code  # answers are read in the model's language
     render_params = manifest.render_params() if manifest else {}
     if (cfg.rac_samples > 0 or cfg.real_dir is not None) and (manifest is None or manifest.pictures == "imported"):
         raise ValueError(f"eval.rac_samples and eval.real_dir draw parts as the model's pictures were drawn, but "
                          f"{cfg.model_dir} was trained on a dataset's own pictures (or has no manifest): no renderer "
                          "to copy")
-    runner = ModelRunner(cfg, generate, sample)
+    runner = ModelRunner(cfg, generate, sample, code if cfg.constrained else None)
     records = load_conversations(cfg.converted_dir / "test.json", cfg.rendered_dir)
     json_dir = cfg.extracted_dir / "json"
     truths = [str(json_dir / f"{r.model_id}.json") for r in records]

@@ -1,10 +1,10 @@
 """Decoding constrained to the compact language: the model writes its most likely *valid* answer.
 
 A `transformers` LogitsProcessor. At every step, for every row, it walks that row's tokens from the
-most to the least likely and keeps the first `keep` whose text still leads to a program
+most to the least likely and keeps the first whose text still leads to a program
 (`cadvlm.codec.compact_prefix.AnswerPrefix`: grammar, grid, statement order, no zero-length
-curve); all other tokens get -inf. End-of-sequence is allowed only after a whole answer. With
-keep=1 greedy decoding becomes "the best valid token each step"; the model's own choice is kept
+curve); all other tokens get -inf. End-of-sequence is allowed only after a whole answer. Greedy
+decoding so becomes "the best valid token each step"; the model's own choice is kept
 whenever it is valid, which on a trained model is nearly every step, so the cost is one prefix
 check per row and step.
 
@@ -25,8 +25,8 @@ from cadvlm.codec.compact_prefix import AnswerPrefix
 class CompactConstraint(LogitsProcessor):
     """Mask every token that would make a row's answer unable to become a compact program."""
 
-    def __init__(self, tokenizer, prompt_len: int, bits: int, eos_ids: list[int], keep: int = 1):
-        self.prompt_len, self.keep = prompt_len, keep
+    def __init__(self, tokenizer, prompt_len: int, bits: int, eos_ids: list[int]):
+        self.prompt_len = prompt_len
         self.check = AnswerPrefix(bits)
         self.eos = set(int(i) for i in eos_ids)
         special = set(tokenizer.all_special_ids)
@@ -34,10 +34,14 @@ class CompactConstraint(LogitsProcessor):
         self.pieces = [None if i in special else tokenizer.decode([i]) for i in range(len(tokenizer))]
         self.texts: dict[int, tuple[int, str]] = {}  # row -> (tokens seen, their text)
 
+    def _piece(self, t: int) -> str | None:
+        """A token's text; None for special tokens and ids past the tokenizer (padded embeddings)."""
+        return self.pieces[t] if t < len(self.pieces) else None
+
     def _text(self, row: int, ids: torch.Tensor) -> str | None:
         seen, text = self.texts.get(row, (0, ""))
         for t in ids[seen:].tolist():
-            piece = self.pieces[t] if t < len(self.pieces) else None
+            piece = self._piece(t)
             if piece is None:  # an end token: the row is finished
                 return None
             text += piece
@@ -51,24 +55,18 @@ class CompactConstraint(LogitsProcessor):
             if text is None:
                 out[row] = scores[row]
                 continue
-            keep = self._valid(text, scores[row])
-            if keep:
-                out[row, keep] = scores[row, keep]
-            else:  # no token continues a program: leave the row to fail (it is counted as invalid)
+            best = self._best_valid(text, scores[row])
+            if best is None:  # no token continues a program: leave the row to fail (it is counted as invalid)
                 out[row] = scores[row]
+            else:
+                out[row, best] = scores[row, best]
         return out
 
-    def _valid(self, text: str, row_scores: torch.Tensor) -> list[int]:
-        order = torch.argsort(row_scores, descending=True).tolist()
-        found = []
-        for t in order:
+    def _best_valid(self, text: str, row_scores: torch.Tensor) -> int | None:
+        for t in torch.argsort(row_scores, descending=True).tolist():
             if t in self.eos:
-                good = self.check.done(text)
-            else:
-                piece = self.pieces[t] if t < len(self.pieces) else None
-                good = piece is not None and self.check.ok(text + piece)
-            if good:
-                found.append(t)
-                if len(found) >= self.keep:
-                    break
-        return found
+                if self.check.done(text):
+                    return t
+            elif (piece := self._piece(t)) is not None and self.check.ok(text + piece):
+                return t
+        return None

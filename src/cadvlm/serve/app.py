@@ -84,13 +84,12 @@ def create_app(config: ServeConfig, generate_fn=None, manifest: ModelManifest | 
 
         async def load_model():
             try:
-                from cadvlm.codec.format import model_folder_format
                 from cadvlm.model.generate import set_cpu_threads
                 from cadvlm.model.load import load_trained
 
                 model, processor = await asyncio.to_thread(load_trained, cfg.model_dir, cfg.device)
                 set_cpu_threads(model, cfg.cpu_threads)
-                make_batcher(model_generate_fn(model, processor, model_folder_format(cfg.model_dir)))
+                make_batcher(model_generate_fn(model, processor, manifest.code))
                 log.info("model loaded from %s", cfg.model_dir)
             except Exception as exc:  # noqa: BLE001 - reported by /readyz, the server stays up
                 state["load_error"] = f"cannot load the model from {cfg.model_dir}: {type(exc).__name__}: {exc}"
