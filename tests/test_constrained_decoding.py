@@ -11,6 +11,7 @@ from cadvlm.codec.compact_prefix import HEADER, AnswerPrefix
 from cadvlm.synth import generate_model
 
 PLATE = "size 191 96 10\nplane 128 128 128 127 127 254 254 127 127\nloop\n"
+OPEN = PLATE + "line 20 30\nline 60 30\nline 60 60\n"  # three sides of a box
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +42,48 @@ def test_every_prefix_of_a_written_answer_is_accepted(answers):
     (PLATE + "circle 128 128 9\nextrude new one 3 4", "one extent expected"),
     (PLATE + "circle 128 128 9\nextrude new one 3\nend\n```\nmore", "text after the fence"),
     (PLATE + "line  20", "two spaces"),
+    (OPEN + "line 40 10\n", "a line across an earlier one"),
+    (OPEN + "line 40 10", "still could be 100..109, clear of the first line"),
+    (PLATE + "line 20 30\nline 60 30\nline 20 60\nline 60 60\nextrude", "a bowtie: the closing line crosses"),
 ])
 def test_what_cannot_become_a_program_is_refused(text, why):
+    """Each text is refused for the reason given; those that 'still could be' something are accepted."""
     full = text if text.startswith("Of") else HEADER + text
-    expected = why == "still could be 3x, so fine"
+    expected = why.startswith("still could be")
     assert AnswerPrefix(8).ok(full) is expected, why
+
+
+SQUARE = PLATE + "line 200 50\nline 200 200\nline 50 200\nline 50 50\nloop\n"  # outer box 50..200
+RING = PLATE + "circle 128 128 60\nloop\n"  # outer circle
+ELL = PLATE + "line 200 50\nline 200 100\nline 100 100\nline 100 200\nline 50 200\nline 50 50\nloop\n"  # notch x, y > 100
+
+
+@pytest.mark.parametrize("text, ok, why", [
+    (SQUARE + "circle 100 100 20\nloop\ncircle 150 150 20\nextrude", True, "two holes apart"),
+    (SQUARE + "circle 100 100 20\nloop\ncircle 100 100 20", False, "the same hole twice"),
+    (SQUARE + "circle 100 100 20\nloop\ncircle 100 100 5", False, "a hole inside a hole"),
+    (SQUARE + "circle 100 100 20\nloop\ncircle 130 100 10", False, "holes touching"),
+    (SQUARE + "circle 100 100 20\nloop\ncircle 131 100 10\n", True, "holes one level apart"),
+    (SQUARE + "circle 60 100 11", False, "a hole over the outer edge"),
+    (SQUARE + "circle 100 100 3\nloop\ncircle 100 100", False, "no radius clears the hole from there"),
+    (SQUARE + "circle 100 100 3\nloop\ncircle 100 105", True, "radius 1 clears it"),
+    (SQUARE + "circle 100 100 3\nloop\ncircle 100 10", True, "10x can still clear it"),
+    (SQUARE + "circle 20", False, "no centre 20 or 20x fits the box"),
+    (SQUARE + "line 210", False, "a hole's point outside the outer box"),
+    (SQUARE + "line 100 5", True, "5 can still become 50..59, inside"),
+    (SQUARE + "line 100 4", False, "4, 40..49 and 400+ are all outside"),
+    (SQUARE + "line 60 60\nline 90 60\nline 90 90\nline 60 90\nloop\ncircle 150 150 20\n", True,
+     "a square hole, then a round one"),
+    (SQUARE + "circle 60 100 10\n", True, "a hole touching the outer edge (the grid makes real ones touch)"),
+    (ELL + "circle 150 150 10", False, "a hole in the L's notch, inside its box"),
+    (ELL + "circle 75 150 10\nloop\nline 150 60\nline 150 90\nline 120 90\nextrude", True, "holes in the L"),
+    (ELL + "line 150 150", False, "a hole's corner in the notch"),
+    (RING + "circle 128 128 30\nextrude", True, "an annulus"),
+    (RING + "circle 128 128 60", False, "a hole as big as its outer circle"),
+    (RING + "circle 170 128 20", False, "a hole crossing the outer circle"),
+])
+def test_holes_stay_inside_the_profile_and_clear_of_each_other(text, ok, why):
+    assert AnswerPrefix(8).ok(HEADER + text) is ok, why
 
 
 def test_an_unfinished_number_is_judged_by_what_it_can_become():

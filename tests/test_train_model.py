@@ -66,6 +66,26 @@ def test_tiny_prompt_layout_and_paper_white_is_zero(tiny_dir):
     assert px[:, :, -4:].max() == pytest.approx(0.0, abs=1e-6) and px[:, :, :4].min() == pytest.approx(-1.0, abs=1e-6)
 
 
+def test_tiny_projector_can_read_the_raw_patches_too(tmp_path):
+    """`vision_feature_layer: [0, -1]` hands the projector each patch's embedding (hidden state 0)
+    beside the tower's output, so the decoder sees the pixels even while the tower is still random."""
+    import torch
+
+    folder = build_tiny_base(tmp_path / "both", TEXTS, {**TINY, "vision_feature_layer": [0, -1]}, seed=0)
+    model, processor = load_base(folder)
+    assert list(model.config.vision_feature_layer) == [0, -1]
+    width = TINY["vision_hidden_size"]
+    assert model.model.multi_modal_projector.linear_1.in_features == 2 * width
+    pixels = processor.image_processor(Image.new("RGB", (64, 64), "white"), return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        hidden = model.model.vision_tower(pixels, output_hidden_states=True).hidden_states
+        want = model.model.multi_modal_projector(torch.cat([hidden[0], hidden[-1]], dim=-1))
+        got = model.model.get_image_features(pixel_values=pixels)
+    got = got.pooler_output if hasattr(got, "pooler_output") else got
+    got = torch.cat(list(got), 0) if isinstance(got, (list, tuple)) else got
+    assert torch.allclose(got.reshape(want.shape), want, atol=1e-5)
+
+
 def test_missing_model_is_named(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))

@@ -4,11 +4,17 @@ Constrained decoding (`cadvlm.model.constrain`) asks this of every token it lets
 `AnswerPrefix(bits).ok(text)` is True when `text` is the start of some answer that
 `parse_compact` accepts, in the canonical form the writer produces (the answer sentence, the
 python fence, one statement per line, single spaces, `end`, the closing fence). Besides the grammar
-(words, arity, the order of statements, integers on the grid) it checks the cheap geometric rule
-the tiny model breaks most: a curve that ends where the previous one ended (zero length, the
-reader's `zero_length_curve`), also across the loop's closing, and a circle of radius 0. What it
-cannot see line by line (a loop crossing itself, a collinear arc, a cut that removes everything)
-is still the builder's to reject.
+(words, arity, the order of statements, integers on the grid) it checks the cheap geometric rules
+the tiny model breaks most:
+- a curve that ends where the previous one ended (zero length, the reader's `zero_length_curve`),
+  also across the loop's closing, and a circle of radius 0;
+- a hole outside its profile: the writer puts the outer loop first, and every later point (and
+  every later circle's box) must lie in its box (the reader's `disjoint_loops`; outer loops with
+  arcs are not checked, their box is not in the text);
+- holes that are circles and overlap, touch or repeat each other, or leave an outer circle: a
+  face with such holes fails OpenCascade's shape check.
+What it cannot see line by line (a loop crossing itself, a collinear arc, a cut that removes
+everything) is still the builder's to reject.
 
 Complete lines are parsed once and their state kept (`_state` is memoised on the text up to the
 last newline), so checking one more token costs the length of the current line.
@@ -27,13 +33,92 @@ FOOTER = "```"
 CURVES = ("line", "arc", "circle")
 
 
+def _turn(a, b, c) -> int:
+    """Sign of the turn a -> b -> c: 1 left, -1 right, 0 straight."""
+    v = (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+    return (v > 0) - (v < 0)
+
+
+def _cross(p, q, a, b) -> bool:
+    """Do segments pq and ab cross at a point inside both? (touching or collinear: no)"""
+    return _turn(p, q, a) * _turn(p, q, b) < 0 and _turn(a, b, p) * _turn(a, b, q) < 0
+
+
+def _inside(poly, x, y, r=0) -> bool:
+    """Is (x, y) inside the polygon, at no less than r from every edge? (even-odd rule; a hole
+    may touch its outer loop: the 8-bit grid makes real holes touch)"""
+    inside = False
+    for (ax, ay), (bx, by) in zip(poly, poly[1:] + poly[:1]):
+        if (ay > y) != (by > y) and x < ax + (y - ay) * (bx - ax) / (by - ay):
+            inside = not inside
+        dx, dy = bx - ax, by - ay
+        t = max(0.0, min(1.0, ((x - ax) * dx + (y - ay) * dy) / (dx * dx + dy * dy)))
+        if (x - ax - t * dx) ** 2 + (y - ay - t * dy) ** 2 < r * r:
+            return False  # a circle of radius r would cross the edge
+    return inside
+
+
 @dataclass(frozen=True)
 class _State:
     """Where a program stands after its complete lines."""
 
     last: str = ""  # the previous statement's word ("" at the start)
-    loop: tuple = ()  # the current loop's curves: ((word, end point), ...)
+    loop: tuple = ()  # the current loop's curves: ((word, end point), ...); a circle: (("circle", (x, y, r)),)
     ended: bool = False
+    outer: tuple | None = None  # the sketch's first loop, once closed: ("poly", points) | ("circle", x, y, r) | ("free",)
+    holes: tuple = ()  # circles among the later loops of the sketch: ((x, y, r), ...)
+
+    def _box(self) -> tuple:
+        o = self.outer
+        if o[0] == "circle":
+            return o[1] - o[3], o[2] - o[3], o[1] + o[3], o[2] + o[3]
+        xs, ys = [p[0] for p in o[1]], [p[1] for p in o[1]]
+        return min(xs), min(ys), max(xs), max(ys)
+
+    def point_ok(self, x: int, y: int | None = None, r: int = 0) -> bool:
+        """A point of a later loop (or a circle's centre, r its radius) lies inside the outer
+        loop (touching it is allowed); y None: only x is known yet, checked against the outer
+        loop's box. Always true in the outer loop itself, and for an outer loop with arcs (not
+        checked)."""
+        o = self.outer
+        if o is None or o[0] == "free":
+            return True
+        x0, y0, x1, y1 = self._box()
+        if not x0 <= x - r <= x + r <= x1:
+            return False
+        if y is None:
+            return True
+        if o[0] == "circle":
+            return o[3] > r and (x - o[1]) ** 2 + (y - o[2]) ** 2 <= (o[3] - r) ** 2
+        return y0 <= y - r <= y + r <= y1 and _inside(o[1], x, y, r)
+
+    def hole_ok(self, x: int, y: int, r: int) -> bool:
+        """A circle of a later loop stays inside the outer loop and clear of the other circle holes."""
+        if r <= 0:
+            return False
+        if self.outer is None:
+            return True
+        return self.point_ok(x, y, r) and all((x - hx) ** 2 + (y - hy) ** 2 > (r + hr) ** 2
+                                              for hx, hy, hr in self.holes)
+
+    def line_ok(self, q: tuple) -> bool:
+        """A line of the current loop to q does not cross an earlier line of the loop (the first
+        curve's start is not known yet). Going straight back along the previous line is allowed:
+        real DeepCAD loops do it, and they build."""
+        loop = self.loop
+        if not loop:
+            return True
+        p = loop[-1][1]
+        return not any(w == "line" and _cross(loop[i - 1][1], end, p, q)
+                       for i, (w, end) in enumerate(loop[1:-1], 1))
+
+    def outline(self) -> tuple:
+        """The current loop as an outer loop (for the loops after it)."""
+        if self.loop[0][0] == "circle":
+            return ("circle",) + self.loop[0][1]
+        if any(w == "arc" for w, _ in self.loop):
+            return ("free",)
+        return ("poly", tuple(p for _, p in self.loop))
 
     def allowed(self) -> tuple[str, ...]:
         """The words the next statement may start with."""
@@ -46,11 +131,18 @@ class _State:
         return after[self.last]
 
     def closes(self) -> bool:
-        """The current loop may end here: its first curve (from the last end) has a length."""
-        ends = [p for _, p in self.loop]
-        if len(self.loop) == 2 and all(w == "line" for w, _ in self.loop):
+        """The current loop may end here: its first curve (from the last end) has a length, and
+        when it is a line it crosses no other line of the loop (nor, of two lines, folds back)."""
+        loop = self.loop
+        if len(loop) < 2 or loop[0][1] == loop[-1][1]:
+            return False
+        if loop[0][0] != "line":
+            return True
+        first, last = loop[0][1], loop[-1][1]
+        if len(loop) == 2 and loop[1][0] == "line":
             return False  # two lines there and back: no area
-        return len(ends) >= 2 and ends[0] != ends[-1]
+        return not any(w == "line" and _cross(loop[i - 1][1], end, last, first)
+                       for i, (w, end) in enumerate(loop[2:-1], 2))
 
 
 @dataclass
@@ -104,12 +196,22 @@ class AnswerPrefix:
         if word in CURVES:
             nums = [int(a) for a in args]
             if word == "circle":
-                return None if nums[2] == 0 else _State("circle", ((word, None),))
+                if not s.hole_ok(*nums):
+                    return None  # radius 0, outside the outer loop, or over another hole
+                holes = s.holes + ((tuple(nums),) if s.outer is not None else ())
+                return _State("circle", ((word, tuple(nums)),), outer=s.outer, holes=holes)
             end = (nums[-2], nums[-1])
             if s.loop and s.loop[-1][1] == end:
                 return None  # zero length
-            return _State(word, s.loop + ((word, end),))
-        return _State(word, (), ended=word == "end")  # size, plane, loop, extrude, end
+            if not all(s.point_ok(x, y) for x, y in zip(nums[::2], nums[1::2])):
+                return None  # a hole's point outside the outer loop
+            if word == "line" and not s.line_ok(end):
+                return None  # back along the previous line, or across an earlier one
+            return _State(word, s.loop + ((word, end),), outer=s.outer, holes=s.holes)
+        if word == "loop":  # the loop before it, if any, is closed: the first one is the outer loop
+            outer = s.outer if s.outer is not None or not s.loop else s.outline()
+            return _State(word, (), outer=outer, holes=s.holes)
+        return _State(word, (), ended=word == "end")  # size, plane, extrude, end: a new sketch starts clean
 
     # -- the line being written -----------------------------------------------------------------
 
@@ -122,11 +224,28 @@ class AnswerPrefix:
             return False
         if not self._args_ok(word, args, complete=False):
             return False
-        if word in ("line", "arc") and s.loop and len(args) == ARITY[word] and args[-1]:
-            # the end's x is written and y is being written: some y must still avoid the last end
-            px, py = s.loop[-1][1]
-            if int(args[-2]) == px:
-                return any(v != py for v in self._completions(args[-1]))
+        if word not in CURVES:
+            return True
+        done = [int(a) for a in args[:-1]]  # the numbers already followed by a space
+        if word in ("line", "arc"):
+            if not all(s.point_ok(x, y) for x, y in zip(done[::2], done[1::2])):
+                return False
+            if len(args) % 2 and args[-1]:  # a point's x is being written
+                return any(s.point_ok(v) for v in self._completions(args[-1]))
+            if len(args) % 2 == 0 and args[-1]:  # a point's x is written and its y is being written
+                x, last = done[-1], len(args) == ARITY[word]
+                prev = s.loop[-1][1] if s.loop and last else None
+                line = word == "line"
+                return any(s.point_ok(x, v) and (x, v) != prev and (not line or s.line_ok((x, v)))
+                           for v in self._completions(args[-1]))
+        if word == "circle" and s.outer is not None and args[-1]:
+            # a hole: the centre must leave room for some radius (1 is the least), so that
+            # decoding never writes a centre no radius can follow
+            if len(args) == 1:
+                return any(s.point_ok(v, r=1) for v in self._completions(args[0]))
+            if len(args) == 2:
+                return any(s.hole_ok(done[0], v, 1) for v in self._completions(args[1]))
+            return s.hole_ok(*done, int(args[-1]))  # the smallest radius the digits can still mean
         return True
 
     def _completions(self, digits: str):
