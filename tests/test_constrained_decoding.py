@@ -45,6 +45,9 @@ def test_every_prefix_of_a_written_answer_is_accepted(answers):
     (OPEN + "line 40 10\n", "a line across an earlier one"),
     (OPEN + "line 40 10", "still could be 100..109, clear of the first line"),
     (PLATE + "line 20 30\nline 60 30\nline 20 60\nline 60 60\nextrude", "a bowtie: the closing line crosses"),
+    (OPEN + "line 60 40\n", "a spike: straight back along the previous line"),
+    (PLATE + "line 200 50\nline 200 100\nline 150 100\nline 150 50\nline 100 50\nline 100 100\nline 50 100\n"
+     "line 50 50\nextrude", "the closing line runs over an earlier one"),
 ])
 def test_what_cannot_become_a_program_is_refused(text, why):
     """Each text is refused for the reason given; those that 'still could be' something are accepted."""

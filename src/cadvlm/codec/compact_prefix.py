@@ -5,17 +5,19 @@ Constrained decoding (`cadvlm.model.constrain`) asks this of every token it lets
 `parse_compact` accepts, in the canonical form the writer produces (the answer sentence, the
 python fence, one statement per line, single spaces, `end`, the closing fence). Besides the grammar
 (words, arity, the order of statements, integers on the grid) it checks the cheap geometric rules
-the tiny model breaks most:
+the tiny model breaks most, each the reason of some answers that failed to build:
 - a curve that ends where the previous one ended (zero length, the reader's `zero_length_curve`),
   also across the loop's closing, and a circle of radius 0;
-- a hole outside its profile: the writer puts the outer loop first, and every later point (and
-  every later circle's box) must lie in its box (the reader's `disjoint_loops`; outer loops with
-  arcs are not checked, their box is not in the text);
+- lines of one loop that cross or overlap each other, or turn straight back along the previous
+  line (a spike), also the loop's closing line (arcs are not checked);
+- a hole outside its profile: the writer puts the outer loop first, and every later point lies
+  inside it (a polygon or a circle; outer loops with arcs are not checked);
 - holes that are circles and overlap, touch or repeat each other, leave an outer circle, or touch
-  a straight outer edge: a face with such holes fails OpenCascade's shape check. The last rule is
-  stricter than the reader (1 of the default's 1,148 answers has such a hole, and builds), the
-  price of refusing a failure the tiny model often makes.
-What it cannot see line by line (a loop crossing itself, a collinear arc, a cut that removes
+  a straight outer edge: such faces fail OpenCascade's shape check.
+Two rules are stricter than the reader, the price of refusing failures the tiny model often makes:
+of the default's 1,148 answers one has a circle hole touching a straight edge, and of the 23 real
+DeepCAD samples one has a spike; both build.
+What it cannot see line by line (an arc crossing a line, a collinear arc, a cut that removes
 everything) is still the builder's to reject.
 
 Complete lines are parsed once and their state kept (`_state` is memoised on the text up to the
@@ -41,9 +43,19 @@ def _turn(a, b, c) -> int:
     return (v > 0) - (v < 0)
 
 
-def _cross(p, q, a, b) -> bool:
-    """Do segments pq and ab cross at a point inside both? (touching or collinear: no)"""
-    return _turn(p, q, a) * _turn(p, q, b) < 0 and _turn(a, b, p) * _turn(a, b, q) < 0
+def _meet(p, q, a, b) -> bool:
+    """Do segments pq and ab cross at a point inside both, or overlap along a stretch? (touching: no)"""
+    tp, tq = _turn(a, b, p), _turn(a, b, q)
+    if tp == tq == 0 == _turn(p, q, a):  # on one line: do their spans share more than a point?
+        k = 0 if p[0] != q[0] else 1
+        return max(min(p[k], q[k]), min(a[k], b[k])) < min(max(p[k], q[k]), max(a[k], b[k]))
+    return _turn(p, q, a) * _turn(p, q, b) < 0 and tp * tq < 0
+
+
+def _back(a, b, c) -> bool:
+    """Does b -> c turn straight back along a -> b (a spike)?"""
+    u, v = (b[0] - a[0], b[1] - a[1]), (c[0] - b[0], c[1] - b[1])
+    return u[0] * v[1] == u[1] * v[0] and u[0] * v[0] + u[1] * v[1] < 0
 
 
 def _inside(poly, x, y, r=0) -> bool:
@@ -105,14 +117,15 @@ class _State:
                                               for hx, hy, hr in self.holes)
 
     def line_ok(self, q: tuple) -> bool:
-        """A line of the current loop to q does not cross an earlier line of the loop (the first
-        curve's start is not known yet). Going straight back along the previous line is allowed:
-        real DeepCAD loops do it, and they build."""
+        """A line of the current loop to q neither turns straight back along the previous line nor
+        crosses or overlaps an earlier line of the loop (the first curve's start is not known yet)."""
         loop = self.loop
         if not loop:
             return True
         p = loop[-1][1]
-        return not any(w == "line" and _cross(loop[i - 1][1], end, p, q)
+        if len(loop) >= 2 and loop[-1][0] == "line" and _back(loop[-2][1], p, q):
+            return False
+        return not any(w == "line" and _meet(loop[i - 1][1], end, p, q)
                        for i, (w, end) in enumerate(loop[1:-1], 1))
 
     def outline(self) -> tuple:
@@ -135,16 +148,18 @@ class _State:
 
     def closes(self) -> bool:
         """The current loop may end here: its first curve (from the last end) has a length, and
-        when it is a line it crosses no other line of the loop (nor, of two lines, folds back)."""
+        when it is a line it turns straight back along neither neighbour (two lines there and back
+        have no area) and crosses or overlaps no other line of the loop."""
         loop = self.loop
         if len(loop) < 2 or loop[0][1] == loop[-1][1]:
             return False
         if loop[0][0] != "line":
             return True
         first, last = loop[0][1], loop[-1][1]
-        if len(loop) == 2 and loop[1][0] == "line":
-            return False  # two lines there and back: no area
-        return not any(w == "line" and _cross(loop[i - 1][1], end, last, first)
+        if (loop[-1][0] == "line" and _back(loop[-2][1], last, first)) or (
+                loop[1][0] == "line" and _back(last, first, loop[1][1])):
+            return False
+        return not any(w == "line" and _meet(loop[i - 1][1], end, last, first)
                        for i, (w, end) in enumerate(loop[2:-1], 2))
 
 
