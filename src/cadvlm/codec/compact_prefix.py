@@ -106,14 +106,19 @@ class _State:
             return o[3] > r and (x - o[1]) ** 2 + (y - o[2]) ** 2 <= (o[3] - r) ** 2
         return y0 <= y - r <= y + r <= y1 and _inside(o[1], x, y, r)
 
+    def edge_gap(self) -> int:
+        """Grid levels a circle hole keeps from the outer loop: one from a straight edge (a hole
+        touching one mostly fails OpenCascade's check), none from an outer circle (rings one level
+        wide are common and build)."""
+        return 1 if self.outer is not None and self.outer[0] == "poly" else 0
+
     def hole_ok(self, x: int, y: int, r: int) -> bool:
         """A circle of a later loop stays inside the outer loop and clear of the other circle holes."""
         if r <= 0:
             return False
         if self.outer is None:
             return True
-        gap = 1 if self.outer[0] == "poly" else 0  # not touching a straight edge: such faces mostly fail OpenCascade's check
-        return self.point_ok(x, y, r + gap) and all((x - hx) ** 2 + (y - hy) ** 2 > (r + hr) ** 2
+        return self.point_ok(x, y, r + self.edge_gap()) and all((x - hx) ** 2 + (y - hy) ** 2 > (r + hr) ** 2
                                               for hx, hy, hr in self.holes)
 
     def line_ok(self, q: tuple) -> bool:
@@ -173,6 +178,7 @@ class AnswerPrefix:
     def __post_init__(self):
         self.top = 2 ** self.bits - 1
         self._state = lru_cache(maxsize=4096)(self._parse_lines)
+        self._x_ok = lru_cache(maxsize=65536)(self._line_x_ok)
 
     def ok(self, text: str) -> bool:
         if len(text) <= len(HEADER):
@@ -245,26 +251,35 @@ class AnswerPrefix:
         if word not in CURVES:
             return True
         done = [int(a) for a in args[:-1]]  # the numbers already followed by a space
+        # The number being written: what its digits can still become (any value before the first
+        # digit). Each check below asks for one value that keeps the answer valid, looking one
+        # number ahead where that matters, so decoding never writes a number no next one can follow.
+        values = self._completions(args[-1]) if args[-1] else range(self.top + 1)
         if word in ("line", "arc"):
             if not all(s.point_ok(x, y) for x, y in zip(done[::2], done[1::2])):
                 return False
-            if len(args) % 2 and args[-1]:  # a point's x is being written
-                return any(s.point_ok(v) for v in self._completions(args[-1]))
-            if len(args) % 2 == 0 and args[-1]:  # a point's x is written and its y is being written
-                x, last = done[-1], len(args) == ARITY[word]
-                prev = s.loop[-1][1] if s.loop and last else None
-                line = word == "line"
-                return any(s.point_ok(x, v) and (x, v) != prev and (not line or s.line_ok((x, v)))
-                           for v in self._completions(args[-1]))
-        if word == "circle" and s.outer is not None and args[-1]:
-            # a hole: the centre must leave room for some radius (1 is the least), so that
-            # decoding never writes a centre no radius can follow
-            if len(args) == 1:
-                return any(s.point_ok(v, r=1) for v in self._completions(args[0]))
-            if len(args) == 2:
-                return any(s.hole_ok(done[0], v, 1) for v in self._completions(args[1]))
-            return s.hole_ok(*done, int(args[-1]))  # the smallest radius the digits can still mean
-        return True
+            if len(args) % 2:  # a point's x
+                if word == "line":
+                    return any(self._x_ok(s, v) for v in values)
+                return any(s.point_ok(v) for v in values)
+            x = done[-1]  # a point's y
+            prev = s.loop[-1][1] if s.loop and len(args) == ARITY[word] else None
+            return any(s.point_ok(x, v) and (x, v) != prev and (word == "arc" or s.line_ok((x, v)))
+                       for v in values)
+        if s.outer is None:  # the outer circle: any centre, a radius of at least 1
+            return len(args) < 3 or any(v > 0 for v in values)
+        room = 1 + s.edge_gap()  # a hole: the centre must leave room for a radius of 1 at least
+        if len(args) == 1:
+            return any(s.point_ok(v, r=room) for v in values)
+        if len(args) == 2:
+            return any(s.hole_ok(done[0], v, 1) for v in values)
+        radius = min((v for v in values if v > 0), default=0)  # the smallest the digits can still mean
+        return s.hole_ok(*done, radius)
+
+    def _line_x_ok(self, s: _State, x: int) -> bool:
+        """Some y makes (x, y) a valid end for the current loop's next line (memoised per state and x)."""
+        prev = s.loop[-1][1] if s.loop else None
+        return any(s.point_ok(x, y) and (x, y) != prev and s.line_ok((x, y)) for y in range(self.top + 1))
 
     def _completions(self, digits: str):
         """The grid values an unfinished integer can still become (written without leading zeros)."""

@@ -2,8 +2,9 @@
 
 A `transformers` LogitsProcessor. At every step, for every row, it walks that row's tokens from the
 most to the least likely and keeps the first whose text still leads to a program
-(`cadvlm.codec.compact_prefix.AnswerPrefix`: grammar, grid, statement order, no zero-length
-curve); all other tokens get -inf. End-of-sequence is allowed only after a whole answer. Greedy
+(`cadvlm.codec.compact_prefix.AnswerPrefix`: grammar, grid, statement order, and the loop rules
+the builder would otherwise reject: no zero-length curve, no crossing or spike, holes inside
+their outer loop and clear of each other); all other tokens get -inf. End-of-sequence is allowed only after a whole answer. Greedy
 decoding so becomes "the best valid token each step"; the model's own choice is kept
 whenever it is valid, which on a trained model is nearly every step, so the cost is one prefix
 check per row and step.
