@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cadvlm.codec.answer import wrap_answer
-from cadvlm.codec.compact import parse_compact, write_compact
+from cadvlm.codec.compact import write_compact
 from cadvlm.codec.compact_prefix import HEADER, AnswerPrefix
 from cadvlm.synth import generate_model
 
@@ -152,11 +152,11 @@ def test_the_processor_allows_the_end_only_after_a_whole_answer(tokenizer):
 def test_constrained_greedy_answers_of_an_untrained_model_stay_valid_prefixes(tmp_path):
     """Random weights write random tokens; kept to the grammar, every answer is a valid prefix."""
     from fake_data import write_untrained_model
+    from PIL import Image
 
     from cadvlm.codec.format import CodeFormat
     from cadvlm.model.generate import generate_code
     from cadvlm.model.load import load_trained
-    from PIL import Image
 
     folder = write_untrained_model(tmp_path / "m", code=CodeFormat("compact", 8))
     model, processor = load_trained(folder)

@@ -118,8 +118,8 @@ class _State:
             return False
         if self.outer is None:
             return True
-        return self.point_ok(x, y, r + self.edge_gap()) and all((x - hx) ** 2 + (y - hy) ** 2 > (r + hr) ** 2
-                                              for hx, hy, hr in self.holes)
+        clear = all((x - hx) ** 2 + (y - hy) ** 2 > (r + hr) ** 2 for hx, hy, hr in self.holes)
+        return clear and self.point_ok(x, y, r + self.edge_gap())
 
     def line_ok(self, q: tuple) -> bool:
         """A line of the current loop to q neither turns straight back along the previous line nor
