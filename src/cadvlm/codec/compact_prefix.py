@@ -27,7 +27,7 @@ last newline), so checking one more token costs the length of the current line.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from cadvlm.codec.answer import ANSWER_PREFIX
 from cadvlm.codec.compact import ARITY, DEFAULT_BITS, DIR_LEVELS, OPS, TYPES
@@ -79,10 +79,13 @@ class _State:
     last: str = ""  # the previous statement's word ("" at the start)
     loop: tuple = ()  # the current loop's curves: ((word, end point), ...); a circle: (("circle", (x, y, r)),)
     ended: bool = False
-    outer: tuple | None = None  # the sketch's first loop, once closed: ("poly", points) | ("circle", x, y, r) | ("free",)
+    # the sketch's first loop, once closed: ("poly", points) | ("circle", x, y, r) | ("free",)
+    outer: tuple | None = None
     holes: tuple = ()  # circles among the later loops of the sketch: ((x, y, r), ...)
 
+    @cached_property
     def _box(self) -> tuple:
+        """The outer loop's box, worked out once per state (point checks scan many values)."""
         o = self.outer
         if o[0] == "circle":
             return o[1] - o[3], o[2] - o[3], o[1] + o[3], o[2] + o[3]
@@ -97,7 +100,7 @@ class _State:
         o = self.outer
         if o is None or o[0] == "free":
             return True
-        x0, y0, x1, y1 = self._box()
+        x0, y0, x1, y1 = self._box
         if not x0 <= x - r <= x + r <= x1:
             return False
         if y is None:
@@ -121,17 +124,30 @@ class _State:
         clear = all((x - hx) ** 2 + (y - hy) ** 2 > (r + hr) ** 2 for hx, hy, hr in self.holes)
         return clear and self.point_ok(x, y, r + self.edge_gap())
 
+    def curve_point_ok(self, word: str, q: tuple, end: bool = True) -> bool:
+        """q as a point of the loop's next curve (its end point when `end`): inside the outer loop;
+        an end also not where the previous curve ended (zero length) and, for a line, clear of the
+        loop's other lines (`line_ok`)."""
+        if not self.point_ok(*q):
+            return False
+        if not end or not self.loop:
+            return True
+        return self.loop[-1][1] != q and (word != "line" or self.line_ok(q))
+
     def line_ok(self, q: tuple) -> bool:
         """A line of the current loop to q neither turns straight back along the previous line nor
         crosses or overlaps an earlier line of the loop (the first curve's start is not known yet)."""
         loop = self.loop
-        if not loop:
-            return True
         p = loop[-1][1]
         if len(loop) >= 2 and loop[-1][0] == "line" and _back(loop[-2][1], p, q):
             return False
-        return not any(w == "line" and _meet(loop[i - 1][1], end, p, q)
-                       for i, (w, end) in enumerate(loop[1:-1], 1))
+        return not self._hits(p, q, 1)
+
+    def _hits(self, p: tuple, q: tuple, start: int) -> bool:
+        """Does segment pq cross or overlap a line of the loop from its curve `start` on (the last
+        curve excluded: it ends where pq starts)?"""
+        return any(w == "line" and _meet(self.loop[i - 1][1], end, p, q)
+                   for i, (w, end) in enumerate(self.loop[start:-1], start))
 
     def outline(self) -> tuple:
         """The current loop as an outer loop (for the loops after it)."""
@@ -164,8 +180,7 @@ class _State:
         if (loop[-1][0] == "line" and _back(loop[-2][1], last, first)) or (
                 loop[1][0] == "line" and _back(last, first, loop[1][1])):
             return False
-        return not any(w == "line" and _meet(loop[i - 1][1], end, last, first)
-                       for i, (w, end) in enumerate(loop[2:-1], 2))
+        return not self._hits(last, first, 2)
 
 
 @dataclass
@@ -224,14 +239,10 @@ class AnswerPrefix:
                     return None  # radius 0, outside the outer loop, or over another hole
                 holes = s.holes + ((tuple(nums),) if s.outer is not None else ())
                 return _State("circle", ((word, tuple(nums)),), outer=s.outer, holes=holes)
-            end = (nums[-2], nums[-1])
-            if s.loop and s.loop[-1][1] == end:
-                return None  # zero length
-            if not all(s.point_ok(x, y) for x, y in zip(nums[::2], nums[1::2])):
-                return None  # a hole's point outside the outer loop
-            if word == "line" and not s.line_ok(end):
-                return None  # back along the previous line, or across an earlier one
-            return _State(word, s.loop + ((word, end),), outer=s.outer, holes=s.holes)
+            points = list(zip(nums[::2], nums[1::2]))
+            if not all(s.curve_point_ok(word, p, end=k == len(points) - 1) for k, p in enumerate(points)):
+                return None  # outside the outer loop, zero length, or across the loop's lines
+            return _State(word, s.loop + ((word, points[-1]),), outer=s.outer, holes=s.holes)
         if word == "loop":  # the loop before it, if any, is closed: the first one is the outer loop
             outer = s.outer if s.outer is not None or not s.loop else s.outline()
             return _State(word, (), outer=outer, holes=s.holes)
@@ -256,16 +267,14 @@ class AnswerPrefix:
         # number ahead where that matters, so decoding never writes a number no next one can follow.
         values = self._completions(args[-1]) if args[-1] else range(self.top + 1)
         if word in ("line", "arc"):
-            if not all(s.point_ok(x, y) for x, y in zip(done[::2], done[1::2])):
+            if not all(s.curve_point_ok(word, p, end=False) for p in zip(done[::2], done[1::2])):
                 return False
             if len(args) % 2:  # a point's x
                 if word == "line":
                     return any(self._x_ok(s, v) for v in values)
                 return any(s.point_ok(v) for v in values)
-            x = done[-1]  # a point's y
-            prev = s.loop[-1][1] if s.loop and len(args) == ARITY[word] else None
-            return any(s.point_ok(x, v) and (x, v) != prev and (word == "arc" or s.line_ok((x, v)))
-                       for v in values)
+            end = len(args) == ARITY[word]  # a point's y: the end point's, or an arc's middle
+            return any(s.curve_point_ok(word, (done[-1], v), end) for v in values)
         if s.outer is None:  # the outer circle: any centre, a radius of at least 1
             return len(args) < 3 or any(v > 0 for v in values)
         room = 1 + s.edge_gap()  # a hole: the centre must leave room for a radius of 1 at least
@@ -278,8 +287,7 @@ class AnswerPrefix:
 
     def _line_x_ok(self, s: _State, x: int) -> bool:
         """Some y makes (x, y) a valid end for the current loop's next line (memoised per state and x)."""
-        prev = s.loop[-1][1] if s.loop else None
-        return any(s.point_ok(x, y) and (x, y) != prev and s.line_ok((x, y)) for y in range(self.top + 1))
+        return any(s.curve_point_ok("line", (x, y)) for y in range(self.top + 1))
 
     def _completions(self, digits: str):
         """The grid values an unfinished integer can still become (written without leading zeros)."""

@@ -144,8 +144,8 @@ def build_tiny_base(out_dir: str | Path, texts: list[str], cfg: dict | None = No
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
     config = LlavaConfig(
         vision_config=vision, text_config=text, image_token_index=tokenizer.convert_tokens_to_ids(IMAGE),
-        image_seq_length=n_image_tokens, vision_feature_select_strategy="full", vision_feature_layer=c["vision_feature_layer"],
-        tie_word_embeddings=True)
+        image_seq_length=n_image_tokens, vision_feature_select_strategy="full",
+        vision_feature_layer=c["vision_feature_layer"], tie_word_embeddings=True)
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
