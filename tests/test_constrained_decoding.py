@@ -7,7 +7,7 @@ import torch
 
 from cadvlm.codec.answer import wrap_answer
 from cadvlm.codec.compact import write_compact
-from cadvlm.codec.compact_prefix import HEADER, AnswerPrefix
+from cadvlm.decode.compact_prefix import HEADER, AnswerPrefix
 from cadvlm.synth import generate_model
 
 PLATE = "size 191 96 10\nplane 128 128 128 127 127 254 254 127 127\nloop\n"
@@ -121,7 +121,7 @@ def _scores_preferring(tokenizer, text: str) -> torch.Tensor:
 
 
 def test_the_processor_replaces_a_zero_length_line_by_the_next_best_valid_token(tokenizer):
-    from cadvlm.model.constrain import CompactConstraint
+    from cadvlm.decode.constrain import CompactConstraint
 
     prompt = [tokenizer.bos_token_id, 5, 6]
     so_far = HEADER + PLATE + "line 156 79\nline 156 "
@@ -137,7 +137,7 @@ def test_the_processor_replaces_a_zero_length_line_by_the_next_best_valid_token(
 
 
 def test_the_processor_allows_the_end_only_after_a_whole_answer(tokenizer):
-    from cadvlm.model.constrain import CompactConstraint
+    from cadvlm.decode.constrain import CompactConstraint
 
     eos = tokenizer.eos_token_id
     whole = HEADER + PLATE + "circle 128 128 9\nextrude new one 30\nend\n```"
@@ -155,7 +155,7 @@ def test_constrained_greedy_answers_of_an_untrained_model_stay_valid_prefixes(tm
     from PIL import Image
 
     from cadvlm.codec.format import CodeFormat
-    from cadvlm.model.generate import generate_code
+    from cadvlm.decode.generate import generate_code
     from cadvlm.model.load import load_trained
 
     folder = write_untrained_model(tmp_path / "m", code=CodeFormat("compact", 8))

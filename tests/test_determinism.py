@@ -71,7 +71,7 @@ def test_sampling_is_seeded_per_picture_and_leaves_the_global_state(tmp_path):
     import torch
     from PIL import Image
 
-    from cadvlm.model.generate import sample_code, sample_seed
+    from cadvlm.decode.generate import sample_code, sample_seed
     from cadvlm.model.load import load_trained
     from test_train import run_train
 

@@ -205,7 +205,7 @@ def test_converted_model_trains_with_lora_and_generates(converted, tmp_path, fam
     import yaml
     from test_train import make_project, run_train
 
-    from cadvlm.model.generate import generate_code
+    from cadvlm.decode.generate import generate_code
     from cadvlm.model.load import load_trained
 
     _, dst, _ = converted[(family, "siglip")]

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from cadvlm.model.generate import generate_code
+from cadvlm.decode.generate import generate_code
 from cadvlm.model.load import load_trained
 from fake_data import write_fake_dataset
 from cadvlm.train import last_complete_checkpoint, train

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cadvlm.model.generate import generate_code
+from cadvlm.decode.generate import generate_code
 from cadvlm.model.load import ModelLoadError, default_dtype, load_base, pick_device
 from cadvlm.model.lora import apply_lora, count_parameters, target_regex
 from cadvlm.model.tiny import build_tiny_base

@@ -222,7 +222,7 @@ def cmd_predict(args, generate=None, sample=None) -> int:
         return 2
     if generate is None:
         try:
-            from cadvlm.model.generate import generate_code, sample_code, set_cpu_threads
+            from cadvlm.decode.generate import generate_code, sample_code, set_cpu_threads
             from cadvlm.model.load import load_trained
 
             model, processor = load_trained(args.model, device=args.device)

@@ -54,7 +54,7 @@ class EvalConfig:
     rac_samples: int = 0  # render-and-compare: sampled answers per part besides the greedy one (0 = off)
     rac_temperature: float = 0.7
     real_dir: Path | None = None  # a folder of DeepCAD JSON parts to evaluate on as well (None = none)
-    constrained: bool = True  # greedy decoding kept to valid compact programs (cadvlm.model.constrain)
+    constrained: bool = True  # greedy decoding kept to valid compact programs (cadvlm.decode.constrain)
     score: ScoreConfig = field(default_factory=ScoreConfig)
 
     @classmethod
@@ -92,7 +92,7 @@ class ModelRunner:
 
     def _load(self):
         if self._model is None:
-            from cadvlm.model.generate import set_cpu_threads
+            from cadvlm.decode.generate import set_cpu_threads
             from cadvlm.model.load import load_trained
 
             self._model = load_trained(self.cfg.model_dir)
@@ -103,7 +103,7 @@ class ModelRunner:
         if self._generate is not None:
             answers = list(self._generate(records))
         else:
-            from cadvlm.model.generate import generate_for_records
+            from cadvlm.decode.generate import generate_for_records
 
             answers = generate_for_records(*self._load(), records, self.cfg.max_new_tokens, self.cfg.batch_size,
                                            self.cfg.score.progress, self.constrain)
@@ -114,7 +114,7 @@ class ModelRunner:
     def sample(self, records: list, n: int) -> list[list[str]]:
         if self._sample is not None:
             return [list(s) for s in self._sample(records, n)]
-        from cadvlm.model.generate import sample_for_records
+        from cadvlm.decode.generate import sample_for_records
 
         return sample_for_records(*self._load(), records, n, self.cfg.max_new_tokens, self.cfg.rac_temperature,
                                   self.cfg.score.seed, self.cfg.score.progress)

@@ -84,7 +84,7 @@ def create_app(config: ServeConfig, generate_fn=None, manifest: ModelManifest | 
 
         async def load_model():
             try:
-                from cadvlm.model.generate import set_cpu_threads
+                from cadvlm.decode.generate import set_cpu_threads
                 from cadvlm.model.load import load_trained
 
                 model, processor = await asyncio.to_thread(load_trained, cfg.model_dir, cfg.device)

@@ -179,7 +179,7 @@ def model_generate_fn(model, processor, code=None) -> GenerateFn:
     The limit goes through the model's generation config (`max_time`: transformers stops decoding
     when it is spent), so a runaway batch ends with cut answers instead of holding the queue.
     """
-    from cadvlm.model.generate import generate_code
+    from cadvlm.decode.generate import generate_code
 
     def generate(images, prompt, max_new_tokens, max_time):
         model.generation_config.max_time = float(max_time) if max_time else None

@@ -40,7 +40,7 @@ def generate_code(model, processor, images: list[Image.Image], prompt: str, max_
     The answer is the model's raw text (for our models `Of course, here are the codes:` + a fenced
     python block); extracting and parsing the code is the caller's job. Order follows `images`.
     `constrain`: the model's CodeFormat; when it is compact, decoding keeps to valid programs
-    (`cadvlm.model.constrain`). None (or OpenECAD) decodes freely.
+    (`cadvlm.decode.constrain`). None (or OpenECAD) decodes freely.
     """
     answers: list[str] = []
     for start in range(0, len(images), batch_size):
@@ -73,7 +73,7 @@ def _generate(model, processor, images: list, prompt: str, options: dict, constr
             if constrain is not None and constrain.compact:
                 from transformers import LogitsProcessorList
 
-                from cadvlm.model.constrain import CompactConstraint
+                from cadvlm.decode.constrain import CompactConstraint
 
                 options = {**options, "logits_processor": LogitsProcessorList([CompactConstraint(
                     tokenizer, inputs["input_ids"].shape[1], constrain.bits, stop)])}

@@ -2,7 +2,7 @@
 
 A `transformers` LogitsProcessor. At every step, for every row, it walks that row's tokens from the
 most to the least likely and keeps the first whose text still leads to a program
-(`cadvlm.codec.compact_prefix.AnswerPrefix`: grammar, grid, statement order, and the loop rules
+(`cadvlm.decode.compact_prefix.AnswerPrefix`: grammar, grid, statement order, and the loop rules
 the builder would otherwise reject: no zero-length curve, no crossing or spike, holes inside
 their outer loop and clear of each other); all other tokens get -inf. End-of-sequence is allowed only after a whole answer. Greedy
 decoding so becomes "the best valid token each step"; the model's own choice is kept
@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from transformers import LogitsProcessor
 
-from cadvlm.codec.compact_prefix import AnswerPrefix
+from cadvlm.decode.compact_prefix import AnswerPrefix
 
 
 class CompactConstraint(LogitsProcessor):

@@ -1,6 +1,6 @@
 """Can this partial answer still become a compact program that parses and builds? (for decoding)
 
-Constrained decoding (`cadvlm.model.constrain`) asks this of every token it lets the model write:
+Constrained decoding (`cadvlm.decode.constrain`) asks this of every token it lets the model write:
 `AnswerPrefix(bits).ok(text)` is True when `text` is the start of some answer that
 `parse_compact` accepts, in the canonical form the writer produces (the answer sentence, the
 python fence, one statement per line, single spaces, `end`, the closing fence). Besides the grammar
