@@ -48,6 +48,10 @@ def test_every_prefix_of_a_written_answer_is_accepted(answers):
     (OPEN + "line 60 40\n", "a spike: straight back along the previous line"),
     (PLATE + "line 200 50\nline 200 100\nline 150 100\nline 150 50\nline 100 50\nline 100 100\nline 50 100\n"
      "line 50 50\nextrude", "the closing line runs over an earlier one"),
+    (PLATE + "line 20 30\narc 40 30 60 30\n", "an arc through three points of one line"),
+    (PLATE + "line 20 30\narc 40 50 60 30\n", "still could be a loop: this arc bends"),
+    (PLATE + "line 20 30\narc 20 50 20 ", "an arc's end x on the line of its start and middle: no y bends it"),
+    (PLATE + "line 20 30\narc 20 50 21 ", "still could be a bending arc"),
 ])
 def test_what_cannot_become_a_program_is_refused(text, why):
     """Each text is refused for the reason given; those that 'still could be' something are accepted."""

@@ -86,6 +86,31 @@ def test_tiny_projector_can_read_the_raw_patches_too(tmp_path):
     assert torch.allclose(got.reshape(want.shape), want, atol=1e-5)
 
 
+def test_tiny_conv_tower_gives_one_token_per_patch_and_loads_back(tmp_path):
+    """`vision_tower: conv` swaps SigLIP for stride-2 convolutions ending on the same 16 px grid, so
+    the processor's token count holds; it is saved and loaded like any Auto model (no remote code)."""
+    import torch
+
+    from cadvlm.model.conv_tower import ConvTowerModel
+
+    cfg = {**TINY, "vision_tower": "conv", "vision_feature_layer": [0, -1]}
+    folder = build_tiny_base(tmp_path / "conv", TEXTS, cfg, seed=0)
+    model, processor = load_base(folder)
+    assert isinstance(model.model.vision_tower, ConvTowerModel)
+    pictures = [Image.new("RGB", (64, 64), "white"), Image.new("RGB", (64, 64), "black")]
+    pixels = processor.image_processor(pictures, return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        hidden = model.model.vision_tower(pixels, output_hidden_states=True).hidden_states
+    n = (TINY["image_size"] // TINY["patch_size"]) ** 2
+    assert [h.shape for h in hidden] == [(2, n, TINY["vision_hidden_size"])] * 2
+    assert not torch.allclose(hidden[-1][0], hidden[-1][1])  # the features see the picture
+    again, _ = load_base(folder)
+    with torch.no_grad():
+        assert torch.equal(again.model.vision_tower(pixels).last_hidden_state, hidden[-1])
+    with pytest.raises(ValueError, match="vision_tower must be 'siglip' or 'conv'"):
+        build_tiny_base(tmp_path / "bad", TEXTS, {**TINY, "vision_tower": "resnet"}, seed=0)
+
+
 def test_missing_model_is_named(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))

@@ -17,8 +17,10 @@ the tiny model breaks most, each the reason of some answers that failed to build
 Two rules are stricter than the reader, the price of refusing failures the tiny model often makes:
 of the default's 1,148 answers one has a circle hole touching a straight edge, and of the 23 real
 DeepCAD samples one has a spike; both build.
-What it cannot see line by line (an arc crossing a line, a collinear arc, a cut that removes
-everything) is still the builder's to reject.
+- an arc whose start, middle and end lie on one line (the reader's collinear arc; a loop's first
+  arc is not checked: its start is the loop's last end).
+What it cannot see line by line (an arc crossing a line, a cut that removes everything) is still
+the builder's to reject.
 
 Complete lines are parsed once and their state kept (`_state` is memoised on the text up to the
 last newline), so checking one more token costs the length of the current line.
@@ -134,6 +136,12 @@ class _State:
             return True
         return self.loop[-1][1] != q and (word != "line" or self.line_ok(q))
 
+    def arc_ok(self, mid: tuple, end: tuple) -> bool:
+        """An arc of the current loop through mid to end bends: its start (the previous curve's end),
+        mid and end are not on one line (the reader's collinear arc). The loop's first arc starts
+        where its last curve will end, not known yet: not checked."""
+        return not self.loop or _turn(self.loop[-1][1], mid, end) != 0
+
     def line_ok(self, q: tuple) -> bool:
         """A line of the current loop to q neither turns straight back along the previous line nor
         crosses or overlaps an earlier line of the loop (the first curve's start is not known yet)."""
@@ -242,6 +250,8 @@ class AnswerPrefix:
             points = list(zip(nums[::2], nums[1::2]))
             if not all(s.curve_point_ok(word, p, end=k == len(points) - 1) for k, p in enumerate(points)):
                 return None  # outside the outer loop, zero length, or across the loop's lines
+            if word == "arc" and not s.arc_ok(*points):
+                return None  # a straight arc
             return _State(word, s.loop + ((word, points[-1]),), outer=s.outer, holes=s.holes)
         if word == "loop":  # the loop before it, if any, is closed: the first one is the outer loop
             outer = s.outer if s.outer is not None or not s.loop else s.outline()
@@ -272,8 +282,14 @@ class AnswerPrefix:
             if len(args) % 2:  # a point's x
                 if word == "line":
                     return any(self._x_ok(s, v) for v in values)
+                if len(args) == 3 and s.loop:  # an arc's end x: on the line of start and middle, no y bends it
+                    p, m = s.loop[-1][1], tuple(done)
+                    return any(s.point_ok(v) and not p[0] == m[0] == v for v in values)
                 return any(s.point_ok(v) for v in values)
             end = len(args) == ARITY[word]  # a point's y: the end point's, or an arc's middle
+            if word == "arc" and end:
+                mid = tuple(done[:2])
+                return any(s.curve_point_ok(word, (done[-1], v)) and s.arc_ok(mid, (done[-1], v)) for v in values)
             return any(s.curve_point_ok(word, (done[-1], v), end) for v in values)
         if s.outer is None:  # the outer circle: any centre, a radius of at least 1
             return len(args) < 3 or any(v > 0 for v in values)

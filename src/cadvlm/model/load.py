@@ -40,7 +40,7 @@ def default_dtype(device: torch.device) -> torch.dtype:
 def load_processor(name_or_dir: str | Path):
     from transformers import AutoProcessor
 
-    from cadvlm.model import llava_bias, openelm  # noqa: F401  register LLaVA + lm_head bias (Phi) and OpenELM
+    from cadvlm.model import conv_tower, llava_bias, openelm  # noqa: F401  register the conv tower, LLaVA + lm_head bias (Phi), OpenELM
     from cadvlm.model.compat import allow_pictures_without_torchvision
 
     allow_pictures_without_torchvision()  # Qwen2-VL, OneVision, SmolVLM processors on a torch without torchvision
@@ -62,7 +62,7 @@ def load_base(name_or_dir: str | Path, dtype: torch.dtype | None = None, device:
     """
     from transformers import AutoModelForImageTextToText
 
-    from cadvlm.model import llava_bias, openelm  # noqa: F401  register LLaVA + lm_head bias (Phi) and OpenELM
+    from cadvlm.model import conv_tower, llava_bias, openelm  # noqa: F401  register the conv tower, LLaVA + lm_head bias (Phi), OpenELM
 
     from cadvlm.model.base_check import BaseCheckError, check_model, check_processor
 

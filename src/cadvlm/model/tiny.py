@@ -70,6 +70,7 @@ TINY_DEFAULTS = {
     "max_position_embeddings": 4096,
     "image_std": 1.0,
     "vision_feature_layer": -1,
+    "vision_tower": "siglip",
 }
 
 
@@ -132,11 +133,18 @@ def build_tiny_base(out_dir: str | Path, texts: list[str], cfg: dict | None = No
         image_processor=_image_processor(c["image_size"], float(c["image_std"])), tokenizer=tokenizer, patch_size=c["patch_size"],
         vision_feature_select_strategy="full", chat_template=CHAT_TEMPLATE, image_token=IMAGE)
     n_image_tokens = (c["image_size"] // c["patch_size"]) ** 2
-    vision = SiglipVisionConfig(
-        hidden_size=c["vision_hidden_size"], intermediate_size=4 * c["vision_hidden_size"],
-        num_hidden_layers=c["vision_layers"], num_attention_heads=c["vision_heads"],
-        image_size=c["image_size"], patch_size=c["patch_size"],
-        vision_use_head=False)  # LLaVA reads patch features; an unused pooling head would break DDP
+    if c["vision_tower"] == "conv":
+        from cadvlm.model.conv_tower import ConvTowerConfig
+        vision = ConvTowerConfig(hidden_size=c["vision_hidden_size"], image_size=c["image_size"],
+                                 patch_size=c["patch_size"])
+    elif c["vision_tower"] == "siglip":
+        vision = SiglipVisionConfig(
+            hidden_size=c["vision_hidden_size"], intermediate_size=4 * c["vision_hidden_size"],
+            num_hidden_layers=c["vision_layers"], num_attention_heads=c["vision_heads"],
+            image_size=c["image_size"], patch_size=c["patch_size"],
+            vision_use_head=False)  # LLaVA reads patch features; an unused pooling head would break DDP
+    else:
+        raise ValueError(f"model.tiny.vision_tower must be 'siglip' or 'conv', not {c['vision_tower']!r}")
     text = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=c["hidden_size"], intermediate_size=c["intermediate_size"],
         num_hidden_layers=c["layers"], num_attention_heads=c["heads"], num_key_value_heads=c["heads"],
