@@ -52,6 +52,7 @@ def test_every_prefix_of_a_written_answer_is_accepted(answers):
     (PLATE + "line 20 30\narc 40 50 60 30\n", "still could be a loop: this arc bends"),
     (PLATE + "line 20 30\narc 20 50 20 ", "an arc's end x on the line of its start and middle: no y bends it"),
     (PLATE + "line 20 30\narc 20 50 21 ", "still could be a bending arc"),
+    (PLATE + "line 20 30\narc 20 30 ", "an arc's middle on its start: every end would be collinear"),
 ])
 def test_what_cannot_become_a_program_is_refused(text, why):
     """Each text is refused for the reason given; those that 'still could be' something are accepted."""

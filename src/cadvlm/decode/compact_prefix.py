@@ -127,14 +127,16 @@ class _State:
         return clear and self.point_ok(x, y, r + self.edge_gap())
 
     def curve_point_ok(self, word: str, q: tuple, end: bool = True) -> bool:
-        """q as a point of the loop's next curve (its end point when `end`): inside the outer loop;
-        an end also not where the previous curve ended (zero length) and, for a line, clear of the
-        loop's other lines (`line_ok`)."""
+        """q as a point of the loop's next curve (its end point when `end`, else an arc's middle):
+        inside the outer loop, not where the previous curve ended (zero length; a middle there
+        leaves every end collinear) and, for a line, clear of the loop's other lines (`line_ok`)."""
         if not self.point_ok(*q):
             return False
-        if not end or not self.loop:
+        if not self.loop:
             return True
-        return self.loop[-1][1] != q and (word != "line" or self.line_ok(q))
+        if self.loop[-1][1] == q:
+            return False  # zero length, or an arc's middle on its start (no end could bend it)
+        return not end or word != "line" or self.line_ok(q)
 
     def arc_ok(self, mid: tuple, end: tuple) -> bool:
         """An arc of the current loop through mid to end bends: its start (the previous curve's end),
