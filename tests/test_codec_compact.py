@@ -11,7 +11,7 @@ import pytest
 from cadvlm.cad.model import CADError
 from cadvlm.synth import generate_model, model_json_text
 from cadvlm.codec.answer import CodeParseError, wrap_answer
-from cadvlm.codec.compact import parse_compact, write_compact
+from cadvlm.codec.compact import longest_loop, parse_compact, write_compact
 from cadvlm.codec.format import CodeFormat, read_converted_format
 from cadvlm.data.convert import ConvertConfig, convert, count_tokens
 from convert_fixture import make_dataset
@@ -154,18 +154,31 @@ def test_answers_and_switch():
         CodeFormat("compact", 3)
 
 
+def test_longest_loop_counts_the_curves_of_each_loop():
+    code = "size 1 1 1\nplane 1 2 3 4 5 6 7 8 9\nloop\nline 1 2\nline 3 4\narc 5 6 7 8\nloop\ncircle 9 9 2\nextrude new one 5\nend\n"
+    assert longest_loop(code) == 3
+    assert longest_loop("size 1 1 1\nend\n") == 0
+
+
 def test_convert_in_compact_writes_parseable_answers(tmp_path):
     sources = {f"{i:04d}/{i:08d}": model_json_text(i, seed=5) for i in range(4)}
     extracted, rendered = make_dataset(tmp_path, sources)
     out = tmp_path / "converted"
     m = convert(extracted, rendered, out, ConvertConfig(workers=1, format="compact"))
     assert m["skipped"] == {} and m["code_format"] == "compact"
-    assert read_converted_format(out) == CodeFormat("compact", 8)
+    fmt = read_converted_format(out)
+    assert fmt == CodeFormat("compact", 8)
+    train_loops = []
     for name in ("train", "val", "test"):
         for item in json.loads((out / f"{name}.json").read_text()):
             answer = item["conversations"][1]["value"]
             assert answer.rstrip("`\n").endswith("end")
             CodeFormat("compact").parse_answer(answer, item["id"])
+            if name == "train":
+                train_loops.append(longest_loop(fmt.code_of(answer)))
+    # the longest loop the model will learn from travels with the format, for kept decoding
+    assert fmt.max_loop_curves == max(train_loops) > 0
+    assert CodeFormat.from_json(fmt.to_json()).max_loop_curves == fmt.max_loop_curves
     assert m["answer_tokens"]["max"] < 400
     with pytest.raises(ValueError):
         ConvertConfig(format="compact", compact_bits=3)

@@ -61,6 +61,15 @@ def test_what_cannot_become_a_program_is_refused(text, why):
     assert AnswerPrefix(8).ok(full) is expected, why
 
 
+def test_a_loop_as_long_as_the_training_data_allows_must_close():
+    """With max_loop_curves 3 a third curve is the last of its loop: only loop or extrude may follow."""
+    three = HEADER + PLATE + "line 20 30\nline 60 30\nline 60 60\n"
+    assert AnswerPrefix(8).ok(three + "line")
+    assert not AnswerPrefix(8, 3).ok(three + "line") and not AnswerPrefix(8, 3).ok(three + "arc")
+    assert AnswerPrefix(8, 3).ok(three + "extrude new one 140\nend\n```")
+    assert AnswerPrefix(8, 3).ok(three + "loop\n")
+
+
 SQUARE = PLATE + "line 200 50\nline 200 200\nline 50 200\nline 50 50\nloop\n"  # outer box 50..200
 RING = PLATE + "circle 128 128 60\nloop\n"  # outer circle
 ELL = PLATE + "line 200 50\nline 200 100\nline 100 100\nline 100 200\nline 50 200\nline 50 50\nloop\n"  # notch x, y > 100

@@ -109,18 +109,19 @@ def test_templates_and_tokens():
 
 
 def test_cli_code_and_parse(tmp_path, sources):
+    """Run away from the checkout: without --format, `code` takes the format of a models/ folder in the cwd."""
     src = tmp_path / "m.json"
     src.write_text(next(iter(sources.values())))
-    code = subprocess.run([sys.executable, "-m", "cadvlm.cli", "code", str(src)], capture_output=True, text=True)
+    code = subprocess.run([sys.executable, "-m", "cadvlm.cli", "code", str(src)], capture_output=True, text=True, cwd=tmp_path)
     assert code.returncode == 0 and code.stdout.startswith("SketchPlane0 = add_sketchplane")
     (tmp_path / "m.py").write_text(code.stdout)
     parsed = subprocess.run([sys.executable, "-m", "cadvlm.cli", "parse", str(tmp_path / "m.py"), "-o",
-                             str(tmp_path / "back.json")], capture_output=True, text=True)
+                             str(tmp_path / "back.json")], capture_output=True, text=True, cwd=tmp_path)
     assert parsed.returncode == 0, parsed.stderr
     built = subprocess.run([sys.executable, "-m", "cadvlm.cli", "build", str(tmp_path / "back.json"), "-o",
-                            str(tmp_path / "back.stl")], capture_output=True, text=True)
+                            str(tmp_path / "back.stl")], capture_output=True, text=True, cwd=tmp_path)
     assert built.returncode == 0, built.stderr
     (tmp_path / "bad.py").write_text(code.stdout + "import os\n")
     bad = subprocess.run([sys.executable, "-m", "cadvlm.cli", "parse", str(tmp_path / "bad.py"), "-o",
-                          str(tmp_path / "bad.json")], capture_output=True, text=True)
+                          str(tmp_path / "bad.json")], capture_output=True, text=True, cwd=tmp_path)
     assert bad.returncode == 1 and "parse_error" in bad.stderr and not (tmp_path / "bad.json").exists()

@@ -192,6 +192,16 @@ def write_compact(model: CADModel, bits: int = DEFAULT_BITS) -> str:
     return "\n".join(out) + "\n"
 
 
+def longest_loop(code: str) -> int:
+    """Curves in the longest loop of compact code (0 when it has none); a text count, nothing built."""
+    longest = run = 0
+    for line in code.splitlines():
+        word = line.split(" ", 1)[0]
+        run = run + 1 if word in ("line", "arc", "circle") else 0
+        longest = max(longest, run)
+    return longest
+
+
 # ------------------------------------------------------------------ parser
 def _plane(nums: list[int], top: int, line: int) -> Plane:
     o = np.array([_value(k, top) for k in nums[:3]])

@@ -10,7 +10,7 @@ parse and pick the code out of an answer, so nobody threads `(fmt, bits)` throug
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cadvlm.cad.model import CADError, CADModel
@@ -28,6 +28,10 @@ class CodeFormat:
 
     name: str = "openecad"
     bits: int = DEFAULT_BITS  # compact only; kept at the default for OpenECAD
+    # compact only: curves in the longest loop of the training answers (convert measures it), so
+    # kept decoding can close a loop where the data always did; None = no cap. Not part of the
+    # language's identity: two formats with the same name and bits read the same code.
+    max_loop_curves: int | None = field(default=None, compare=False)
 
     def __post_init__(self):
         if self.name not in FORMATS:
@@ -64,12 +68,17 @@ class CodeFormat:
         return wrap_answer(self.write(model, compat))
 
     def to_json(self) -> dict:
-        return {"code_format": self.name, "compact_bits": self.bits}
+        out = {"code_format": self.name, "compact_bits": self.bits}
+        if self.max_loop_curves is not None:
+            out["max_loop_curves"] = self.max_loop_curves
+        return out
 
     @classmethod
     def from_json(cls, info: dict) -> "CodeFormat":
         """From a dict with `code_format` / `compact_bits` (convert_info.json, the model manifest)."""
-        return cls(str(info.get("code_format", "openecad")), int(info.get("compact_bits", DEFAULT_BITS)))
+        longest = info.get("max_loop_curves")
+        return cls(str(info.get("code_format", "openecad")), int(info.get("compact_bits", DEFAULT_BITS)),
+                   None if longest is None else int(longest))
 
     def describe(self) -> str:
         return f"compact ({self.bits} bits)" if self.compact else "OpenECAD v2"

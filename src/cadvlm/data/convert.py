@@ -36,9 +36,10 @@ import os
 import re
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from cadvlm.codec.compact import longest_loop
 from cadvlm.data.prompts import DEFAULT_PROMPTS, choose_template, describe_views
 from cadvlm.pictures import picture_size, read_pictures
 
@@ -282,6 +283,7 @@ def convert(extracted, rendered, out_dir, config: ConvertConfig = ConvertConfig(
                "tokenizer": "regex [A-Za-z_]+|\\d|[^\\sA-Za-z_\\d] (letter runs, single digits, other chars)"}
     templates: Counter = Counter()
     chars, tokens = [], []
+    longest = 0  # curves in the longest loop of the training answers (compact), for kept decoding
     cache, owner = {}, {}
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, fname in SPLIT_FILES.items():
@@ -324,6 +326,8 @@ def convert(extracted, rendered, out_dir, config: ConvertConfig = ConvertConfig(
                       choose_template(s["id"], config.seed, len(config.prompts))] += 1
             chars.append(len(answer))
             tokens.append(count_tokens(answer))
+            if name == "train" and config.code.compact:
+                longest = max(longest, longest_loop(config.code.code_of(answer)))
         n_models = len(ok_ids)
         _write_json(out_dir / fname, res.ok)
         metrics["models"][fname[:-5]] = n_models
@@ -331,7 +335,8 @@ def convert(extracted, rendered, out_dir, config: ConvertConfig = ConvertConfig(
     _write_json(out_dir / INFO_FILE, {
         "image_folder": os.path.relpath(rendered, out_dir), "image_size": list(info.size) if info.size else None,
         "layout": info.layout, "views": list(info.views), "splits": SPLIT_FILES,
-        **config.code.to_json(), "prompts": list(_dataset_prompts(imported) or config.prompts)})
+        **replace(config.code, max_loop_curves=longest or None).to_json(),
+        "prompts": list(_dataset_prompts(imported) or config.prompts)})
     metrics["skipped"] = dict(sorted(skipped.items()))
     metrics["templates"] = {str(k): templates.get(k, 0) for k in range(len(config.prompts))}
     if imported:

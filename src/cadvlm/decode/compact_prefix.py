@@ -17,6 +17,8 @@ the tiny model breaks most, each the reason of some answers that failed to build
 Two rules are stricter than the reader, the price of refusing failures the tiny model often makes:
 of the default's 1,148 answers one has a circle hole touching a straight edge, and of the 23 real
 DeepCAD samples one has a spike; both build.
+- a loop longer than the training data's longest (`max_loop_curves`, when known): a model that
+  rambles on in a loop is made to close it;
 - an arc whose start, middle and end lie on one line (the reader's collinear arc; a loop's first
   arc is not checked: its start is the loop's last end).
 What it cannot see line by line (an arc crossing a line, a cut that removes everything) is still
@@ -84,6 +86,7 @@ class _State:
     # the sketch's first loop, once closed: ("poly", points) | ("circle", x, y, r) | ("free",)
     outer: tuple | None = None
     holes: tuple = ()  # circles among the later loops of the sketch: ((x, y, r), ...)
+    cap: int | None = None  # curves a loop may have (AnswerPrefix.max_loop_curves)
 
     @cached_property
     def _box(self) -> tuple:
@@ -174,7 +177,8 @@ class _State:
         after = {"": ("size", "plane"), "size": ("plane",), "plane": ("loop",), "loop": CURVES,
                  "circle": ("loop", "extrude"), "extrude": ("plane", "end")}
         if self.last in ("line", "arc"):
-            return ("line", "arc") + (("loop", "extrude") if self.closes() else ())
+            more = ("line", "arc") if self.cap is None or len(self.loop) < self.cap else ()
+            return more + (("loop", "extrude") if self.closes() else ())
         return after[self.last]
 
     def closes(self) -> bool:
@@ -198,6 +202,7 @@ class AnswerPrefix:
     """`ok(text)`: text can still grow into a valid compact answer; `done(text)`: it is one."""
 
     bits: int = DEFAULT_BITS
+    max_loop_curves: int | None = None  # a loop this long must close (the training data's longest)
     top: int = field(init=False)
 
     def __post_init__(self):
@@ -232,7 +237,7 @@ class AnswerPrefix:
     def _parse_lines(self, code: str) -> _State | None:
         """State after these complete lines (each ending with a newline), None when invalid."""
         if not code:
-            return _State()
+            return _State(cap=self.max_loop_curves)
         head, _, line = code[:-1].rpartition("\n")
         state = self._state(head + "\n" if head else "")
         return None if state is None else self._step(state, line)
@@ -248,17 +253,17 @@ class AnswerPrefix:
                 if not s.hole_ok(*nums):
                     return None  # radius 0, outside the outer loop, or over another hole
                 holes = s.holes + ((tuple(nums),) if s.outer is not None else ())
-                return _State("circle", ((word, tuple(nums)),), outer=s.outer, holes=holes)
+                return _State("circle", ((word, tuple(nums)),), outer=s.outer, holes=holes, cap=s.cap)
             points = list(zip(nums[::2], nums[1::2]))
             if not all(s.curve_point_ok(word, p, end=k == len(points) - 1) for k, p in enumerate(points)):
                 return None  # outside the outer loop, zero length, or across the loop's lines
             if word == "arc" and not s.arc_ok(*points):
                 return None  # a straight arc
-            return _State(word, s.loop + ((word, points[-1]),), outer=s.outer, holes=s.holes)
+            return _State(word, s.loop + ((word, points[-1]),), outer=s.outer, holes=s.holes, cap=s.cap)
         if word == "loop":  # the loop before it, if any, is closed: the first one is the outer loop
             outer = s.outer if s.outer is not None or not s.loop else s.outline()
-            return _State(word, (), outer=outer, holes=s.holes)
-        return _State(word, (), ended=word == "end")  # size, plane, extrude, end: a new sketch starts clean
+            return _State(word, (), outer=outer, holes=s.holes, cap=s.cap)
+        return _State(word, (), ended=word == "end", cap=s.cap)  # size, plane, extrude, end: a new sketch starts clean
 
     # -- the line being written -----------------------------------------------------------------
 

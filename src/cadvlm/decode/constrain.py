@@ -26,9 +26,9 @@ from cadvlm.decode.compact_prefix import AnswerPrefix
 class CompactConstraint(LogitsProcessor):
     """Mask every token that would make a row's answer unable to become a compact program."""
 
-    def __init__(self, tokenizer, prompt_len: int, bits: int, eos_ids: list[int]):
+    def __init__(self, tokenizer, prompt_len: int, bits: int, eos_ids: list[int], max_loop_curves: int | None = None):
         self.prompt_len = prompt_len
-        self.check = AnswerPrefix(bits)
+        self.check = AnswerPrefix(bits, max_loop_curves)
         self.eos = set(int(i) for i in eos_ids)
         special = set(tokenizer.all_special_ids)
         # the text of each token alone (byte-level BPE: exact for the ASCII the answers use)

@@ -76,7 +76,7 @@ def _generate(model, processor, images: list, prompt: str, options: dict, constr
                 from cadvlm.decode.constrain import CompactConstraint
 
                 options = {**options, "logits_processor": LogitsProcessorList([CompactConstraint(
-                    tokenizer, inputs["input_ids"].shape[1], constrain.bits, stop)])}
+                    tokenizer, inputs["input_ids"].shape[1], constrain.bits, stop, constrain.max_loop_curves)])}
             out = model.generate(**inputs, **options, use_cache=True, pad_token_id=pad_id,
                                  eos_token_id=stop or None)
             return tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
