@@ -68,6 +68,10 @@ def test_a_loop_as_long_as_the_training_data_allows_must_close():
     assert not AnswerPrefix(8, 3).ok(three + "line") and not AnswerPrefix(8, 3).ok(three + "arc")
     assert AnswerPrefix(8, 3).ok(three + "extrude new one 140\nend\n```")
     assert AnswerPrefix(8, 3).ok(three + "loop\n")
+    # the last curve the cap allows must leave the loop closable: from (70, 40) the closing line
+    # would cross the side at x = 60, a dead end with no valid next word
+    assert AnswerPrefix(8).ok(three + "line 70 40\n")
+    assert not AnswerPrefix(8, 4).ok(three + "line 70 40\n") and AnswerPrefix(8, 4).ok(three + "line 20 60\n")
 
 
 SQUARE = PLATE + "line 200 50\nline 200 200\nline 50 200\nline 50 50\nloop\n"  # outer box 50..200

@@ -30,7 +30,7 @@ last newline), so checking one more token costs the length of the current line.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 
 from cadvlm.codec.answer import ANSWER_PREFIX
@@ -140,6 +140,15 @@ class _State:
         if self.loop[-1][1] == q:
             return False  # zero length, or an arc's middle on its start (no end could bend it)
         return not end or word != "line" or self.line_ok(q)
+
+    def end_ok(self, word: str, q: tuple) -> bool:
+        """q as the end of the loop's next curve (`curve_point_ok`); when that curve is the last the
+        cap allows, the loop must then be able to close, or decoding would reach a dead end."""
+        if not self.curve_point_ok(word, q):
+            return False
+        if self.cap is None or len(self.loop) + 1 < self.cap:
+            return True
+        return replace(self, last=word, loop=self.loop + ((word, q),)).closes()
 
     def arc_ok(self, mid: tuple, end: tuple) -> bool:
         """An arc of the current loop through mid to end bends: its start (the previous curve's end),
@@ -255,8 +264,8 @@ class AnswerPrefix:
                 holes = s.holes + ((tuple(nums),) if s.outer is not None else ())
                 return _State("circle", ((word, tuple(nums)),), outer=s.outer, holes=holes, cap=s.cap)
             points = list(zip(nums[::2], nums[1::2]))
-            if not all(s.curve_point_ok(word, p, end=k == len(points) - 1) for k, p in enumerate(points)):
-                return None  # outside the outer loop, zero length, or across the loop's lines
+            if not (all(s.curve_point_ok(word, p, end=False) for p in points[:-1]) and s.end_ok(word, points[-1])):
+                return None  # outside the outer loop, zero length, across the loop's lines, or unclosable at the cap
             if word == "arc" and not s.arc_ok(*points):
                 return None  # a straight arc
             return _State(word, s.loop + ((word, points[-1]),), outer=s.outer, holes=s.holes, cap=s.cap)
@@ -296,8 +305,10 @@ class AnswerPrefix:
             end = len(args) == ARITY[word]  # a point's y: the end point's, or an arc's middle
             if word == "arc" and end:
                 mid = tuple(done[:2])
-                return any(s.curve_point_ok(word, (done[-1], v)) and s.arc_ok(mid, (done[-1], v)) for v in values)
-            return any(s.curve_point_ok(word, (done[-1], v), end) for v in values)
+                return any(s.end_ok(word, (done[-1], v)) and s.arc_ok(mid, (done[-1], v)) for v in values)
+            if end:
+                return any(s.end_ok(word, (done[-1], v)) for v in values)
+            return any(s.curve_point_ok(word, (done[-1], v), end=False) for v in values)
         if s.outer is None:  # the outer circle: any centre, a radius of at least 1
             return len(args) < 3 or any(v > 0 for v in values)
         room = 1 + s.edge_gap()  # a hole: the centre must leave room for a radius of 1 at least
@@ -310,7 +321,7 @@ class AnswerPrefix:
 
     def _line_x_ok(self, s: _State, x: int) -> bool:
         """Some y makes (x, y) a valid end for the current loop's next line (memoised per state and x)."""
-        return any(s.curve_point_ok("line", (x, y)) for y in range(self.top + 1))
+        return any(s.end_ok("line", (x, y)) for y in range(self.top + 1))
 
     def _completions(self, digits: str):
         """The grid values an unfinished integer can still become (written without leading zeros)."""
