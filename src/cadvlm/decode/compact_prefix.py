@@ -7,7 +7,8 @@ python fence, one statement per line, single spaces, `end`, the closing fence). 
 (words, arity, the order of statements, integers on the grid) it checks the cheap geometric rules
 the tiny model breaks most, each the reason of some answers that failed to build:
 - a curve that ends where the previous one ended (zero length, the reader's `zero_length_curve`),
-  also across the loop's closing, and a circle of radius 0;
+  also across the loop's closing, or at an earlier corner of its loop (the reader cannot chain a
+  loop through one point twice), and a circle of radius 0;
 - lines of one loop that cross or overlap each other, or turn straight back along the previous
   line (a spike), also the loop's closing line (arcs are not checked);
 - a hole outside its profile: the writer puts the outer loop first, and every later point lies
@@ -132,14 +133,19 @@ class _State:
     def curve_point_ok(self, word: str, q: tuple, end: bool = True) -> bool:
         """q as a point of the loop's next curve (its end point when `end`, else an arc's middle):
         inside the outer loop, not where the previous curve ended (zero length; a middle there
-        leaves every end collinear) and, for a line, clear of the loop's other lines (`line_ok`)."""
+        leaves every end collinear), an end not at an earlier corner of the loop, and for a line
+        clear of the loop's other lines (`line_ok`)."""
         if not self.point_ok(*q):
             return False
         if not self.loop:
             return True
         if self.loop[-1][1] == q:
             return False  # zero length, or an arc's middle on its start (no end could bend it)
-        return not end or word != "line" or self.line_ok(q)
+        if not end:
+            return True
+        if any(p == q for _, p in self.loop[:-1]):
+            return False  # back at an earlier corner: the reader cannot chain a loop through one point twice
+        return word != "line" or self.line_ok(q)
 
     def end_ok(self, word: str, q: tuple) -> bool:
         """q as the end of the loop's next curve (`curve_point_ok`); when that curve is the last the
