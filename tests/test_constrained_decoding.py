@@ -54,6 +54,9 @@ def test_every_prefix_of_a_written_answer_is_accepted(answers):
     (PLATE + "line 20 30\narc 20 50 21 ", "still could be a bending arc"),
     (PLATE + "line 20 30\narc 20 30 ", "an arc's middle on its start: every end would be collinear"),
     (OPEN + "line 90 90\nline 90 30\nline 60 30\n", "back at an earlier corner: the loop cannot be chained"),
+    (OPEN + "arc 40 45 50 20\n", "an arc that swings across the loop's first line"),
+    (OPEN + "arc 40 80 20 60\n", "still could be a loop: this arc bulges away from the lines"),
+    (PLATE + "line 20 30\narc 40 80 60 30\nline 40 100\n", "a line across the arc before it"),
 ])
 def test_what_cannot_become_a_program_is_refused(text, why):
     """Each text is refused for the reason given; those that 'still could be' something are accepted."""

@@ -10,20 +10,21 @@ the tiny model breaks most, each the reason of some answers that failed to build
   also across the loop's closing, or at an earlier corner of its loop (the reader cannot chain a
   loop through one point twice), and a circle of radius 0;
 - lines of one loop that cross or overlap each other, or turn straight back along the previous
-  line (a spike), also the loop's closing line (arcs are not checked);
+  line (a spike), also the loop's closing line; arcs that cross a line of their loop;
+- an arc whose start, middle and end lie on one line (the reader's collinear arc);
 - a hole outside its profile: the writer puts the outer loop first, and every later point lies
   inside it (a polygon or a circle; outer loops with arcs are not checked);
 - holes that are circles and overlap, touch or repeat each other, leave an outer circle, or touch
-  a straight outer edge: such faces fail OpenCascade's shape check.
-Two rules are stricter than the reader, the price of refusing failures the tiny model often makes:
-of the default's 1,148 answers one has a circle hole touching a straight edge, and of the 23 real
-DeepCAD samples one has a spike; both build.
-- a loop longer than the training data's longest (`max_loop_curves`, when known): a model that
-  rambles on in a loop is made to close it;
-- an arc whose start, middle and end lie on one line (the reader's collinear arc; a loop's first
-  arc is not checked: its start is the loop's last end).
-What it cannot see line by line (an arc crossing a line, a cut that removes everything) is still
-the builder's to reject.
+  a straight outer edge: such faces fail OpenCascade's shape check;
+- a loop longer than the training data's longest (`max_loop_curves`, when the model folder says
+  it): a model that rambles on in a loop is made to close it, with a last curve that lets it close.
+A loop's first arc starts where its last curve will end, so it is checked for neither the
+collinear nor the crossing rule. Two rules are stricter than the reader, the price of refusing
+failures the tiny model often makes: of the default's 1,148 answers one has a circle hole touching
+a straight edge, and of the 23 real DeepCAD samples one has a spike; both build (and one real
+sample has a loop of 16 curves, longer than any the default's training answers have).
+What it cannot see line by line (two arcs crossing, a cut that removes everything) is still the
+builder's to reject.
 
 Complete lines are parsed once and their state kept (`_state` is memoised on the text up to the
 last newline), so checking one more token costs the length of the current line.
@@ -31,6 +32,7 @@ last newline), so checking one more token costs the length of the current line.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 
@@ -77,6 +79,38 @@ def _inside(poly, x, y, r=0) -> bool:
     return inside
 
 
+def _arc_cuts(arc: tuple, a: tuple, b: tuple) -> bool:
+    """Does segment ab cross the arc (start, middle, end) away from both their ends? Touching at an
+    end (a neighbour's shared corner) is not crossing, nor is a circle that passes less than half a
+    level beyond the line: rounded ends tangent to straight sides dip that much on the grid (a real
+    DeepCAD slot does) and build."""
+    (sx, sy), (mx, my), (ex, ey) = arc
+    d = 2.0 * (sx * (my - ey) + mx * (ey - sy) + ex * (sy - my))
+    if d == 0:
+        return False
+    s2, m2, e2 = sx * sx + sy * sy, mx * mx + my * my, ex * ex + ey * ey
+    cx = (s2 * (my - ey) + m2 * (ey - sy) + e2 * (sy - my)) / d
+    cy = (s2 * (ex - mx) + m2 * (sx - ex) + e2 * (mx - sx)) / d
+    r2 = (sx - cx) ** 2 + (sy - cy) ** 2
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    qa, qb = dx * dx + dy * dy, 2.0 * (dx * (a[0] - cx) + dy * (a[1] - cy))
+    disc = qb * qb - 4.0 * qa * ((a[0] - cx) ** 2 + (a[1] - cy) ** 2 - r2)
+    if qa == 0 or disc < 0:
+        return False
+    if math.sqrt(r2) - abs(dx * (cy - a[1]) - dy * (cx - a[0])) / math.sqrt(qa) < 0.5:
+        return False  # the circle's cap beyond the line is shallower than half a level
+    turn = 2.0 * math.pi
+    start = math.atan2(sy - cy, sx - cx)
+    span, via = (math.atan2(ey - cy, ex - cx) - start) % turn, (math.atan2(my - cy, mx - cx) - start) % turn
+    eps = 1e-9
+    for t in ((-qb - math.sqrt(disc)) / (2 * qa), (-qb + math.sqrt(disc)) / (2 * qa)):
+        if eps < t < 1 - eps:
+            at = (math.atan2(a[1] + t * dy - cy, a[0] + t * dx - cx) - start) % turn
+            if (eps < at < span - eps) if via < span else (span + eps < at < turn - eps):
+                return True
+    return False
+
+
 @dataclass(frozen=True)
 class _State:
     """Where a program stands after its complete lines."""
@@ -88,6 +122,7 @@ class _State:
     outer: tuple | None = None
     holes: tuple = ()  # circles among the later loops of the sketch: ((x, y, r), ...)
     cap: int | None = None  # curves a loop may have (AnswerPrefix.max_loop_curves)
+    arcs: tuple = ()  # the current loop's arcs whose start is known: ((start, middle, end), ...)
 
     @cached_property
     def _box(self) -> tuple:
@@ -157,10 +192,16 @@ class _State:
         return replace(self, last=word, loop=self.loop + ((word, q),)).closes()
 
     def arc_ok(self, mid: tuple, end: tuple) -> bool:
-        """An arc of the current loop through mid to end bends: its start (the previous curve's end),
-        mid and end are not on one line (the reader's collinear arc). The loop's first arc starts
-        where its last curve will end, not known yet: not checked."""
-        return not self.loop or _turn(self.loop[-1][1], mid, end) != 0
+        """An arc of the current loop through mid to end bends (its start, the previous curve's end,
+        mid and end are not on one line: the reader's collinear arc) and crosses no line of the
+        loop. The loop's first arc starts where its last curve will end, not known yet: not checked."""
+        if not self.loop:
+            return True
+        p = self.loop[-1][1]
+        if _turn(p, mid, end) == 0:
+            return False
+        return not any(w == "line" and _arc_cuts((p, mid, end), self.loop[i - 1][1], q)
+                       for i, (w, q) in enumerate(self.loop[1:], 1))
 
     def line_ok(self, q: tuple) -> bool:
         """A line of the current loop to q neither turns straight back along the previous line nor
@@ -173,9 +214,10 @@ class _State:
 
     def _hits(self, p: tuple, q: tuple, start: int) -> bool:
         """Does segment pq cross or overlap a line of the loop from its curve `start` on (the last
-        curve excluded: it ends where pq starts)?"""
+        curve excluded: it ends where pq starts), or cross any of its arcs?"""
         return any(w == "line" and _meet(self.loop[i - 1][1], end, p, q)
-                   for i, (w, end) in enumerate(self.loop[start:-1], start))
+                   for i, (w, end) in enumerate(self.loop[start:-1], start)) or \
+            any(_arc_cuts(arc, p, q) for arc in self.arcs)
 
     def outline(self) -> tuple:
         """The current loop as an outer loop (for the loops after it)."""
@@ -273,8 +315,9 @@ class AnswerPrefix:
             if not (all(s.curve_point_ok(word, p, end=False) for p in points[:-1]) and s.end_ok(word, points[-1])):
                 return None  # outside the outer loop, zero length, across the loop's lines, or unclosable at the cap
             if word == "arc" and not s.arc_ok(*points):
-                return None  # a straight arc
-            return _State(word, s.loop + ((word, points[-1]),), outer=s.outer, holes=s.holes, cap=s.cap)
+                return None  # a straight arc, or one across a line of the loop
+            arcs = s.arcs + ((s.loop[-1][1], *points),) if word == "arc" and s.loop else s.arcs
+            return _State(word, s.loop + ((word, points[-1]),), outer=s.outer, holes=s.holes, cap=s.cap, arcs=arcs)
         if word == "loop":  # the loop before it, if any, is closed: the first one is the outer loop
             outer = s.outer if s.outer is not None or not s.loop else s.outline()
             return _State(word, (), outer=outer, holes=s.holes, cap=s.cap)
