@@ -266,6 +266,7 @@ class AnswerPrefix:
         self.top = 2 ** self.bits - 1
         self._state = lru_cache(maxsize=4096)(self._parse_lines)
         self._x_ok = lru_cache(maxsize=65536)(self._line_x_ok)
+        self._arc_x_ok = lru_cache(maxsize=65536)(self._arc_end_x_ok)
 
     def ok(self, text: str) -> bool:
         if len(text) <= len(HEADER):
@@ -347,9 +348,8 @@ class AnswerPrefix:
             if len(args) % 2:  # a point's x
                 if word == "line":
                     return any(self._x_ok(s, v) for v in values)
-                if len(args) == 3 and s.loop:  # an arc's end x: on the line of start and middle, no y bends it
-                    p, m = s.loop[-1][1], tuple(done)
-                    return any(s.point_ok(v) and not p[0] == m[0] == v for v in values)
+                if len(args) == 3:  # an arc's end x: some y must make a valid end through this middle
+                    return any(self._arc_x_ok(s, tuple(done), v) for v in values)
                 return any(s.point_ok(v) for v in values)
             end = len(args) == ARITY[word]  # a point's y: the end point's, or an arc's middle
             if word == "arc" and end:
@@ -371,6 +371,10 @@ class AnswerPrefix:
     def _line_x_ok(self, s: _State, x: int) -> bool:
         """Some y makes (x, y) a valid end for the current loop's next line (memoised per state and x)."""
         return any(s.end_ok("line", (x, y)) for y in range(self.top + 1))
+
+    def _arc_end_x_ok(self, s: _State, mid: tuple, x: int) -> bool:
+        """Some y makes (x, y) a valid end for an arc through `mid` (memoised per state, middle and x)."""
+        return any(s.end_ok("arc", (x, y)) and s.arc_ok(mid, (x, y)) for y in range(self.top + 1))
 
     def _completions(self, digits: str):
         """The grid values an unfinished integer can still become (written without leading zeros)."""
