@@ -241,7 +241,7 @@ class _State:
     def closes(self) -> bool:
         """The current loop may end here: its first curve (from the last end) has a length, and
         when it is a line it turns straight back along neither neighbour (two lines there and back
-        have no area) and crosses or overlaps no other line of the loop."""
+        have no area), crosses or overlaps no other line of the loop and crosses none of its arcs."""
         loop = self.loop
         if len(loop) < 2 or loop[0][1] == loop[-1][1]:
             return False
