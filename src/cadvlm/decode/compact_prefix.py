@@ -36,6 +36,7 @@ import math
 from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 
+from cadvlm.cad.model import CADError, circle_through
 from cadvlm.codec.answer import ANSWER_PREFIX
 from cadvlm.codec.compact import ARITY, DEFAULT_BITS, DIR_LEVELS, OPS, TYPES
 
@@ -85,13 +86,11 @@ def _arc_cuts(arc: tuple, a: tuple, b: tuple) -> bool:
     level beyond the line: rounded ends tangent to straight sides dip that much on the grid (a real
     DeepCAD slot does) and build."""
     (sx, sy), (mx, my), (ex, ey) = arc
-    d = 2.0 * (sx * (my - ey) + mx * (ey - sy) + ex * (sy - my))
-    if d == 0:
+    try:
+        centre, radius = circle_through(*arc)
+    except CADError:  # collinear: no circle
         return False
-    s2, m2, e2 = sx * sx + sy * sy, mx * mx + my * my, ex * ex + ey * ey
-    cx = (s2 * (my - ey) + m2 * (ey - sy) + e2 * (sy - my)) / d
-    cy = (s2 * (ex - mx) + m2 * (sx - ex) + e2 * (mx - sx)) / d
-    r2 = (sx - cx) ** 2 + (sy - cy) ** 2
+    cx, cy, r2 = float(centre[0]), float(centre[1]), radius * radius
     dx, dy = b[0] - a[0], b[1] - a[1]
     qa, qb = dx * dx + dy * dy, 2.0 * (dx * (a[0] - cx) + dy * (a[1] - cy))
     disc = qb * qb - 4.0 * qa * ((a[0] - cx) ** 2 + (a[1] - cy) ** 2 - r2)
@@ -190,6 +189,10 @@ class _State:
         if self.cap is None or len(self.loop) + 1 < self.cap:
             return True
         return replace(self, last=word, loop=self.loop + ((word, q),)).closes()
+
+    def arc_end_ok(self, mid: tuple, end: tuple) -> bool:
+        """`end` as the end of the loop's next curve, an arc through `mid` (`end_ok` and `arc_ok`)."""
+        return self.end_ok("arc", end) and self.arc_ok(mid, end)
 
     def arc_ok(self, mid: tuple, end: tuple) -> bool:
         """An arc of the current loop through mid to end bends (its start, the previous curve's end,
@@ -313,10 +316,12 @@ class AnswerPrefix:
                 holes = s.holes + ((tuple(nums),) if s.outer is not None else ())
                 return _State("circle", ((word, tuple(nums)),), outer=s.outer, holes=holes, cap=s.cap)
             points = list(zip(nums[::2], nums[1::2]))
-            if not (all(s.curve_point_ok(word, p, end=False) for p in points[:-1]) and s.end_ok(word, points[-1])):
-                return None  # outside the outer loop, zero length, across the loop's lines, or unclosable at the cap
-            if word == "arc" and not s.arc_ok(*points):
-                return None  # a straight arc, or one across a line of the loop
+            if word == "arc":
+                ok = s.curve_point_ok(word, points[0], end=False) and s.arc_end_ok(*points)
+            else:
+                ok = s.end_ok(word, points[0])
+            if not ok:  # outside the outer loop, zero length, across the loop's curves, straight, or unclosable
+                return None
             arcs = s.arcs + ((s.loop[-1][1], *points),) if word == "arc" and s.loop else s.arcs
             return _State(word, s.loop + ((word, points[-1]),), outer=s.outer, holes=s.holes, cap=s.cap, arcs=arcs)
         if word == "loop":  # the loop before it, if any, is closed: the first one is the outer loop
@@ -354,7 +359,7 @@ class AnswerPrefix:
             end = len(args) == ARITY[word]  # a point's y: the end point's, or an arc's middle
             if word == "arc" and end:
                 mid = tuple(done[:2])
-                return any(s.end_ok(word, (done[-1], v)) and s.arc_ok(mid, (done[-1], v)) for v in values)
+                return any(s.arc_end_ok(mid, (done[-1], v)) for v in values)
             if end:
                 return any(s.end_ok(word, (done[-1], v)) for v in values)
             return any(s.curve_point_ok(word, (done[-1], v), end=False) for v in values)
@@ -374,7 +379,7 @@ class AnswerPrefix:
 
     def _arc_end_x_ok(self, s: _State, mid: tuple, x: int) -> bool:
         """Some y makes (x, y) a valid end for an arc through `mid` (memoised per state, middle and x)."""
-        return any(s.end_ok("arc", (x, y)) and s.arc_ok(mid, (x, y)) for y in range(self.top + 1))
+        return any(s.arc_end_ok(mid, (x, y)) for y in range(self.top + 1))
 
     def _completions(self, digits: str):
         """The grid values an unfinished integer can still become (written without leading zeros)."""
