@@ -76,6 +76,10 @@ def test_a_loop_as_long_as_the_training_data_allows_must_close():
     # would cross the side at x = 60, a dead end with no valid next word
     assert AnswerPrefix(8).ok(three + "line 70 40\n")
     assert not AnswerPrefix(8, 4).ok(three + "line 70 40\n") and AnswerPrefix(8, 4).ok(three + "line 20 60\n")
+    # an arc as the last curve counts too: the closing line from (70, 121) back to (188, 103) would
+    # cross it (OpenCascade's shape check rejects that loop)
+    bulge = HEADER + PLATE + "line 188 103\nline 128 100\narc 126 184 70 121\n"
+    assert AnswerPrefix(8).ok(bulge) and AnswerPrefix(8, 4).ok(bulge) and not AnswerPrefix(8, 3).ok(bulge)
 
 
 SQUARE = PLATE + "line 200 50\nline 200 200\nline 50 200\nline 50 50\nloop\n"  # outer box 50..200

@@ -181,18 +181,24 @@ class _State:
             return False  # back at an earlier corner: the reader cannot chain a loop through one point twice
         return word != "line" or self.line_ok(q)
 
-    def end_ok(self, word: str, q: tuple) -> bool:
-        """q as the end of the loop's next curve (`curve_point_ok`); when that curve is the last the
-        cap allows, the loop must then be able to close, or decoding would reach a dead end."""
+    def after_curve(self, word: str, end: tuple, mid: tuple | None = None) -> _State:
+        """The state once the loop's next curve (a line, or an arc through `mid`) ends at `end`."""
+        arcs = self.arcs + ((self.loop[-1][1], mid, end),) if word == "arc" and self.loop else self.arcs
+        return replace(self, last=word, loop=self.loop + ((word, end),), arcs=arcs)
+
+    def end_ok(self, word: str, q: tuple, mid: tuple | None = None) -> bool:
+        """q as the end of the loop's next curve (`curve_point_ok`; an arc's `mid` when known); when
+        that curve is the last the cap allows, the loop must then be able to close, or decoding
+        would reach a dead end."""
         if not self.curve_point_ok(word, q):
             return False
         if self.cap is None or len(self.loop) + 1 < self.cap:
             return True
-        return replace(self, last=word, loop=self.loop + ((word, q),)).closes()
+        return self.after_curve(word, q, mid).closes()
 
     def arc_end_ok(self, mid: tuple, end: tuple) -> bool:
         """`end` as the end of the loop's next curve, an arc through `mid` (`end_ok` and `arc_ok`)."""
-        return self.end_ok("arc", end) and self.arc_ok(mid, end)
+        return self.end_ok("arc", end, mid) and self.arc_ok(mid, end)
 
     def arc_ok(self, mid: tuple, end: tuple) -> bool:
         """An arc of the current loop through mid to end bends (its start, the previous curve's end,
@@ -322,8 +328,7 @@ class AnswerPrefix:
                 ok = s.end_ok(word, points[0])
             if not ok:  # outside the outer loop, zero length, across the loop's curves, straight, or unclosable
                 return None
-            arcs = s.arcs + ((s.loop[-1][1], *points),) if word == "arc" and s.loop else s.arcs
-            return _State(word, s.loop + ((word, points[-1]),), outer=s.outer, holes=s.holes, cap=s.cap, arcs=arcs)
+            return s.after_curve(word, points[-1], points[0] if word == "arc" else None)
         if word == "loop":  # the loop before it, if any, is closed: the first one is the outer loop
             outer = s.outer if s.outer is not None or not s.loop else s.outline()
             return _State(word, (), outer=outer, holes=s.holes, cap=s.cap)
