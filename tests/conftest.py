@@ -1,5 +1,8 @@
-"""Shared fixtures: where the real DeepCAD samples live (skip cleanly when they are absent)."""
+"""Shared fixtures: where the real DeepCAD samples live (skip cleanly when they are absent), and a
+map over all cores for the sweeps over a thousand models."""
 
+import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -16,3 +19,10 @@ def deepcad_dir() -> Path:
     if not (SHARED / "json").is_dir():
         pytest.skip(f"real DeepCAD samples not found at {SHARED}")
     return SHARED
+
+
+def map_on_cores(fn, items: list) -> list:
+    """[fn(x) for x in items], one process per core: the thousand-model sweeps take minutes on one.
+    fn must be a module-level function; an exception in it fails the test as it would in a loop."""
+    with ProcessPoolExecutor(os.cpu_count() or 1) as pool:
+        return list(pool.map(fn, items, chunksize=max(1, len(items) // (8 * (os.cpu_count() or 1)))))

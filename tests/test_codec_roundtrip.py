@@ -10,7 +10,7 @@ from cadvlm.cad.deepcad_json import read_model
 from cadvlm.cad.model import CADError
 from cadvlm.codec.openecad_parser import parse_code
 from cadvlm.codec.openecad_writer import write_code
-from conftest import real_json_files
+from conftest import map_on_cores, real_json_files
 
 IOU_MIN = 0.999
 
@@ -50,22 +50,18 @@ def test_real_samples(path):
     assert value >= IOU_MIN
 
 
-def _synthetic(n: int, seed: int):
+def _synthetic_iou(args: tuple) -> float | None:
     from cadvlm.synth import generate_model
 
-    low, built = [], 0
-    for i in range(n):
-        value = roundtrip_iou(generate_model(i, seed=seed))
-        if value is not None:
-            built += 1
-            if value < IOU_MIN:
-                low.append((i, value))
+    i, seed = args
+    return roundtrip_iou(generate_model(i, seed=seed))
+
+
+def _synthetic(n: int, seed: int):
+    values = map_on_cores(_synthetic_iou, [(i, seed) for i in range(n)])
+    low = [(i, v) for i, v in enumerate(values) if v is not None and v < IOU_MIN]
     assert not low, f"round trip IoU below {IOU_MIN}: {low}"
-    return built
-
-
-def test_synthetic_sample():
-    assert _synthetic(25, seed=3) >= 20
+    return sum(v is not None for v in values)
 
 
 @pytest.mark.slow

@@ -18,20 +18,25 @@ from cadvlm.synth import shapes as sh
 from cadvlm.synth.frames import CANON_X
 from cadvlm.synth.generate import FEATURE_ADDERS, FEATURES, round_floats
 from cadvlm.synth.stats import StatsAccumulator
+from conftest import map_on_cores
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _check_buildable(indices, seed=0):
+def _buildable(args: tuple) -> None:
     from OCP.TopAbs import TopAbs_SOLID
 
-    for i in indices:
-        text = model_json_text(i, seed)
-        model = read_model(json.loads(text), model_id(i))
-        check_limits(model)
-        shape = build_solid(model)
-        assert is_valid(shape), i
-        assert count(shape, TopAbs_SOLID) == 1, i
+    i, seed = args
+    text = model_json_text(i, seed)
+    model = read_model(json.loads(text), model_id(i))
+    check_limits(model)
+    shape = build_solid(model)
+    assert is_valid(shape), i
+    assert count(shape, TopAbs_SOLID) == 1, i
+
+
+def _check_buildable(indices, seed=0):
+    map_on_cores(_buildable, [(i, seed) for i in indices])
 
 
 # ------------------------------------------------------------------ determinism
