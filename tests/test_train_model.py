@@ -47,6 +47,22 @@ def test_tiny_loads_through_auto_classes(tiny_dir):
     assert tok.pad_token == "<pad>" and tok.eos_token == "</s>"
 
 
+def test_tiny_tokenizer_gives_a_number_its_space_and_keeps_prompts_a_prefix():
+    """Compact answers: a number takes the space before it (" 216"), so no token is a lone separator;
+    a prompt ending in a newline still tokenises as an exact prefix of prompt + answer."""
+    from cadvlm.model.tiny import train_tokenizer
+
+    answer = "size 178 157 191\nplane 128 158 128 127 0 127 254 127 127\nloop\nline 216 31\nline 38 223\nend\n"
+    tok = train_tokenizer([answer] * 20 + ["USER: Draw it.\nASSISTANT:\n"] * 5, 400)
+    pieces = tok.convert_ids_to_tokens(tok("line 216 31\nline 38 223\n", add_special_tokens=False)["input_ids"])
+    assert pieces == ["line", "\u0120216", "\u012031", "\u010a", "line", "\u012038", "\u0120223", "\u010a"]
+    ids = tok(answer, add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids) == answer and not {"\u0120", "\u0120\u0120"} & set(tok.convert_ids_to_tokens(ids))
+    prompt = "USER: Draw it.\nASSISTANT:\n"
+    whole = tok(prompt + answer, add_special_tokens=False)["input_ids"]
+    assert whole[:len(tok(prompt, add_special_tokens=False)["input_ids"])] == tok(prompt, add_special_tokens=False)["input_ids"]
+
+
 def test_tiny_prompt_layout_and_paper_white_is_zero(tiny_dir):
     """The tiny template starts with <s> and puts the picture after the instruction, right before
     the answer; the processor maps white paper to 0 and black ink to -1."""

@@ -74,13 +74,15 @@ TINY_DEFAULTS = {
 }
 
 
-# Pre-tokenisation: digit runs apart, everything else in runs that end at a newline. BPE merges
-# only inside these pieces, so it can learn whole boilerplate chunks such as " = add_line(start= [-"
-# (GPT-2's word-level split cannot) while numbers stay separate from the syntax around them. On
-# synthetic OpenECAD answers this is ~4.4 characters per token against ~2.3 for GPT-2-style
-# byte-level BPE: half the sequence length, twice the training speed. Pieces end *at* a newline,
-# so a prompt ending in "ASSISTANT:\n" tokenises as an exact prefix of prompt + answer.
-PRETOKENIZE = r"\d+|[^\d\n]*\n|[^\d\n]+"
+# Pre-tokenisation: a number with the one space before it (" 128", as GPT-2 writes words), and
+# everything else in runs that end at a newline. BPE merges only inside these pieces, so it can learn
+# whole boilerplate chunks such as " = add_line(start= [-" (GPT-2's word-level split cannot) while
+# numbers stay apart from the syntax around them. On synthetic OpenECAD answers this is ~4.4
+# characters per token against ~2.3 for GPT-2-style byte-level BPE. Taking the space into the number
+# leaves no token that is a lone separator: the default's compact answers go from 124 to 89 tokens
+# (-28%). Pieces end *at* a newline, so a prompt
+# ending in "ASSISTANT:\n" tokenises as an exact prefix of prompt + answer.
+PRETOKENIZE = r" ?\d+|[^\d\n]*\n|(?:[^\d\n ]| (?!\d))+"
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int):
