@@ -64,6 +64,10 @@ def _synthetic(n: int, seed: int):
     return sum(v is not None for v in values)
 
 
+def test_synthetic_sample():
+    assert _synthetic(25, seed=3) >= 20
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(3000)
 def test_synthetic_1000():
