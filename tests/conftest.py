@@ -24,5 +24,6 @@ def deepcad_dir() -> Path:
 def map_on_cores(fn, items: list) -> list:
     """[fn(x) for x in items], one process per core: the thousand-model sweeps take minutes on one.
     fn must be a module-level function; an exception in it fails the test as it would in a loop."""
-    with ProcessPoolExecutor(os.cpu_count() or 1) as pool:
-        return list(pool.map(fn, items, chunksize=max(1, len(items) // (8 * (os.cpu_count() or 1)))))
+    cores = os.cpu_count() or 1
+    with ProcessPoolExecutor(cores) as pool:
+        return list(pool.map(fn, items, chunksize=max(1, len(items) // (8 * cores))))

@@ -58,9 +58,8 @@ def test_tiny_tokenizer_gives_a_number_its_space_and_keeps_prompts_a_prefix():
     assert pieces == ["line", "\u0120216", "\u012031", "\u010a", "line", "\u012038", "\u0120223", "\u010a"]
     ids = tok(answer, add_special_tokens=False)["input_ids"]
     assert tok.decode(ids) == answer and not {"\u0120", "\u0120\u0120"} & set(tok.convert_ids_to_tokens(ids))
-    prompt = "USER: Draw it.\nASSISTANT:\n"
-    whole = tok(prompt + answer, add_special_tokens=False)["input_ids"]
-    assert whole[:len(tok(prompt, add_special_tokens=False)["input_ids"])] == tok(prompt, add_special_tokens=False)["input_ids"]
+    prompt = tok("USER: Draw it.\nASSISTANT:\n", add_special_tokens=False)["input_ids"]
+    assert tok("USER: Draw it.\nASSISTANT:\n" + answer, add_special_tokens=False)["input_ids"][:len(prompt)] == prompt
 
 
 def test_tiny_prompt_layout_and_paper_white_is_zero(tiny_dir):

@@ -96,7 +96,7 @@ def _arc_cuts(arc: tuple, a: tuple, b: tuple) -> bool:
     disc = qb * qb - 4.0 * qa * ((a[0] - cx) ** 2 + (a[1] - cy) ** 2 - r2)
     if qa == 0 or disc < 0:
         return False
-    if math.sqrt(r2) - abs(dx * (cy - a[1]) - dy * (cx - a[0])) / math.sqrt(qa) < 0.5:
+    if radius - abs(dx * (cy - a[1]) - dy * (cx - a[0])) / math.sqrt(qa) < 0.5:
         return False  # the circle's cap beyond the line is shallower than half a level
     turn = 2.0 * math.pi
     start = math.atan2(sy - cy, sx - cx)

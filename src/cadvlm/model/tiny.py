@@ -80,8 +80,8 @@ TINY_DEFAULTS = {
 # numbers stay apart from the syntax around them. On synthetic OpenECAD answers this is ~4.4
 # characters per token against ~2.3 for GPT-2-style byte-level BPE. Taking the space into the number
 # leaves no token that is a lone separator: the default's compact answers go from 124 to 89 tokens
-# (-28%). Pieces end *at* a newline, so a prompt
-# ending in "ASSISTANT:\n" tokenises as an exact prefix of prompt + answer.
+# (-28%). Pieces end *at* a newline, so a prompt ending in "ASSISTANT:\n" tokenises as an exact
+# prefix of prompt + answer.
 PRETOKENIZE = r" ?\d+|[^\d\n]*\n|(?:[^\d\n ]| (?!\d))+"
 
 
