@@ -19,8 +19,8 @@ import pytest
 from test_train import REPO, make_project
 
 
-EVAL_FILES = ("metrics/eval.json", "metrics/eval_families.json", "metrics/eval_real.json", "eval/samples.csv",
-              "eval/generations.jsonl", "eval/families.csv")
+EVAL_FILES = ("metrics/eval.json", "metrics/eval_families.json", "metrics/eval_real.json", "metrics/eval_train.json",
+              "eval/samples.csv", "eval/generations.jsonl", "eval/families.csv")
 
 
 def _train(root: Path, dest: Path) -> dict:
@@ -37,7 +37,7 @@ def _evaluate(project: Path, model_dir: Path, out: Path) -> dict[str, bytes]:
     cfg = EvalConfig(converted_dir=project / "converted", rendered_dir=project / "rendered",
                      extracted_dir=project / "extracted", model_dir=model_dir, out_dir=out / "eval",
                      metrics_path=out / "metrics" / "eval.json", max_new_tokens=40, batch_size=4,
-                     baseline_candidates=0, sheet_samples=0, rac_samples=2, rac_temperature=1.0,
+                     baseline_candidates=0, sheet_samples=0, rac_samples=2, rac_temperature=1.0, train_parts=3,
                      score=ScoreConfig(workers=2, timeout_s=60, progress=False))
     run_stage(cfg)
     return {f: (out / f).read_bytes() for f in EVAL_FILES}

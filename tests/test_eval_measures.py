@@ -169,7 +169,7 @@ def stage_run(tmp_path_factory):
     cfg = EvalConfig(converted_dir=root / "converted", rendered_dir=root / "rendered", model_dir=root / "models",
                      extracted_dir=root / "extracted", out_dir=root / "eval",
                      metrics_path=root / "metrics" / "eval.json",
-                     baseline_candidates=2, sheet_samples=0, rac_samples=2, real_dir=real_dir,
+                     baseline_candidates=2, sheet_samples=0, rac_samples=2, real_dir=real_dir, train_parts=3,
                      score=ScoreConfig(workers=2, timeout_s=60, progress=False))
     out = run_stage(cfg, generate=fake_generate, sample=make_fake_sample(real_dir))
     return cfg, out
@@ -217,6 +217,20 @@ def test_families_metric_and_plot(stage_run):
         rows = list(csv.DictReader(f))
     assert {"label", "n", "model_chamfer_median", "rac_chamfer_median", "nearest_iou_mean"} <= set(rows[0])
     assert rows[0]["family"] == "extrudes" and len(rows) == sum(len(g) for g in fam.values())
+
+
+def test_training_parts_are_scored_by_the_model_and_the_oracle(stage_run):
+    """eval.train_parts: the first N training pictures, answered greedily (here: the next training
+    part's code, valid and wrong) and scored against their own truths beside the oracle."""
+    cfg, _ = stage_run
+    fit = json.loads(cfg.beside("eval_train.json").read_text())
+    assert fit["train_parts"] == 3 and fit["n"] == 3 and fit["invalid_ratio"] == 0.0
+    assert set(fit["baselines"]) == {"oracle"} and "rac" not in fit
+    oracle = fit["baselines"]["oracle"]
+    assert oracle["n"] == 3 and oracle["iou_mean"] > 0.99 and fit["iou_mean"] < 0.9
+    assert oracle["chamfer_median"] < fit["chamfer_median"]
+    timing = json.loads(cfg.beside("eval_timing.json").read_text())
+    assert timing["train"]["model_seconds_per_part"] >= 0
 
 
 def test_real_parts_are_scored_beside_the_test_split(stage_run):

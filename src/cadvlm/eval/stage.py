@@ -9,9 +9,11 @@ Methods, each scored the same way (`cadvlm.eval.scoring`): `model` (greedy answe
 (`cadvlm.eval.baselines`). Every method's summary carries bootstrap 95% intervals
 (`cadvlm.eval.intervals`); the per-family table (`cadvlm.eval.families`) says where each does
 well. With `real_dir` set, the same methods are also scored on a folder of DeepCAD JSON parts,
-rendered as the model's training pictures were (`cadvlm.eval.real`), into metrics/eval_real.json.
+rendered as the model's training pictures were (`cadvlm.eval.real`), into metrics/eval_real.json;
+with `train_parts` N, the model and the oracle on the first N training pictures, into
+metrics/eval_train.json (fitted, or memorised without generalising?).
 
-Files whose bytes depend only on the inputs: eval.json, eval_real.json, eval_families.json,
+Files whose bytes depend only on the inputs: eval.json, eval_real.json, eval_train.json, eval_families.json,
 samples.csv, real_samples.csv, families.csv, generations.jsonl, compare.png. Seconds (how long
 each method took per part) go to eval_timing.json, which changes on every run.
 """
@@ -21,7 +23,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -54,6 +56,7 @@ class EvalConfig:
     rac_samples: int = 0  # render-and-compare: sampled answers per part besides the greedy one (0 = off)
     rac_temperature: float = 0.7
     real_dir: Path | None = None  # a folder of DeepCAD JSON parts to evaluate on as well (None = none)
+    train_parts: int = 0  # the first N training pictures scored as well: does the model fit its own data? (0 = none)
     constrained: bool = True  # greedy decoding kept to valid compact programs (cadvlm.decode.constrain)
     score: ScoreConfig = field(default_factory=ScoreConfig)
 
@@ -66,6 +69,7 @@ class EvalConfig:
                    cpu_threads=int(e.get("cpu_threads", 0)), bootstrap=int(e.get("bootstrap", RESAMPLES)),
                    rac_samples=int(e.get("rac_samples") or 0), rac_temperature=float(e.get("rac_temperature", 0.7)),
                    real_dir=Path(e["real_dir"]) if e.get("real_dir") else None,
+                   train_parts=int(e.get("train_parts") or 0),
                    constrained=bool(e.get("constrained", True)),
                    score=ScoreConfig(workers=int(e["workers"]), timeout_s=float(e["timeout_s"]),
                                      seed=int(params["base"]["seed"]), n_points=int(e["n_points"])))
@@ -249,6 +253,7 @@ def run_stage(cfg: EvalConfig, generate: Callable[[list], list[str]] | None = No
         real = None
         if cfg.real_dir is not None:
             real = _evaluate_real(cfg, runner, manifest, code, pool, constant, train, render_params)
+        fit = _evaluate_train(cfg, runner, train, code, pool) if cfg.train_parts > 0 and train else None
         timing["worker_restarts"] = pool.restarts
 
     write_rows_csv(test["rows"], cfg.out_dir / "samples.csv")
@@ -260,8 +265,13 @@ def run_stage(cfg: EvalConfig, generate: Callable[[list], list[str]] | None = No
     if real is None:  # DVC wants every declared output: say plainly that nothing was evaluated
         write_rows_csv([], cfg.out_dir / "real_samples.csv")
         write_json({"n": 0, "real_dir": None}, cfg.beside("eval_real.json"))
+    fit_metrics = {"n": 0}
+    if fit is not None:
+        fit_metrics = method_metrics(cfg, fit["rows"], None, None, f"training parts ({fit['n_pictures']} pictures):")
+    write_json(dict(fit_metrics, train_parts=cfg.train_parts), cfg.beside("eval_train.json"))
     seconds = {"test": _per_part(test["seconds"], len(records)),
                "real": _per_part(real["seconds"], real["n_pictures"]) if real else None,
+               "train": _per_part(fit["seconds"], fit["n_pictures"]) if fit else None,
                "stage": {k: rounded(v, 4) if isinstance(v, float) else v
                          for k, v in dict(timing, total_s=time.perf_counter() - t_start).items()}}
     write_json(seconds, cfg.beside("eval_timing.json"))
@@ -287,3 +297,18 @@ def _evaluate_real(cfg: EvalConfig, runner: ModelRunner, manifest, code, pool, c
                    skipped=skipped)
     write_json(metrics, cfg.beside("eval_real.json"))
     return {"metrics": metrics, "rows": out["rows"], "seconds": out["seconds"], "n_pictures": len(records)}
+
+
+def _evaluate_train(cfg: EvalConfig, runner: ModelRunner, train: list, code, pool) -> dict:
+    """The model and the oracle on the first `train_parts` training pictures (metrics/eval_train.json).
+
+    Why: a model that scores on its own training parts as it does on the test split has not fitted
+    its data (more steps or capacity may help); one that scores like the oracle there but not on
+    the test split has memorised without generalising (more steps will not). The lookup and the
+    constant answer are left out: on a training picture the lookup finds the picture itself.
+    """
+    records = train[:cfg.train_parts]
+    truths = [str(cfg.extracted_dir / "json" / f"{r.model_id}.json") for r in records]
+    out = evaluate_records(replace(cfg, rac_samples=0, nearest_baseline=False), runner, records, truths, code, pool,
+                           None, [], None)
+    return {"rows": out["rows"], "seconds": out["seconds"], "n_pictures": len(records)}
