@@ -230,7 +230,7 @@ def test_training_parts_are_scored_by_the_model_and_the_oracle(stage_run):
     assert oracle["n"] == 3 and oracle["iou_mean"] > 0.99 and fit["iou_mean"] < 0.9
     assert oracle["chamfer_median"] < fit["chamfer_median"]
     timing = json.loads(cfg.beside("eval_timing.json").read_text())
-    assert timing["train"]["model_seconds_per_part"] >= 0
+    assert timing["train"]["model_seconds_per_part"] >= 0 and set(timing["train"]) == {"model_seconds_per_part"}
 
 
 def test_real_parts_are_scored_beside_the_test_split(stage_run):
