@@ -13,9 +13,9 @@ rendered as the model's training pictures were (`cadvlm.eval.real`), into metric
 with `train_parts` N, the model and the oracle on the first N training pictures, into
 metrics/eval_train.json (fitted, or memorised without generalising?).
 
-Files whose bytes depend only on the inputs: eval.json, eval_real.json, eval_train.json, eval_families.json,
-samples.csv, real_samples.csv, families.csv, generations.jsonl, compare.png. Seconds (how long
-each method took per part) go to eval_timing.json, which changes on every run.
+Files whose bytes depend only on the inputs: eval.json, eval_real.json, eval_train.json,
+eval_families.json, samples.csv, real_samples.csv, families.csv, generations.jsonl, compare.png.
+Seconds (how long each method took per part) go to eval_timing.json, which changes on every run.
 """
 
 from __future__ import annotations
