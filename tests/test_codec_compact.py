@@ -78,6 +78,17 @@ def test_round_trip_iou_is_high():
     assert min(ious) > 0.8 and np.mean(ious) > 0.9
 
 
+def test_fewer_bits_keep_the_directions_grid():
+    """A plane's direction levels run 0..254 whatever the bits: a 6-bit program (coordinates 0..63)
+    must still read its normals, and a 6-bit origin past 63 is off the grid."""
+    m = generate_model(1)
+    code = write_compact(m, 6)
+    assert any(int(k) > 63 for line in code.splitlines() if line.startswith("plane") for k in line.split()[4:])
+    assert parse_compact(code, bits=6).n_curves() == m.n_curves()
+    with pytest.raises(CodeParseError, match="off the grid"):
+        parse_compact(SQUARE.replace("plane 128 128 128", "plane 64 128 128"), bits=6)
+
+
 def test_more_bits_cost_few_tokens():
     m = generate_model(1)
     assert parse_compact(write_compact(m, 10), bits=10).n_curves() == m.n_curves()

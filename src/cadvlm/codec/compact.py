@@ -284,7 +284,10 @@ def parse_compact(text: str, model_id: str | None = None, bits: int = DEFAULT_BI
             elif head in ARITY:
                 if len(args) != ARITY[head]:
                     raise CodeParseError(f"{head} takes {ARITY[head]} integers, not {len(args)}", ln)
-                nums = _nums(args, top, ln)
+                if head == "plane":  # the directions have their own grid (0..DIR_LEVELS-1), whatever the bits
+                    nums = _nums(args[:3], top, ln) + _nums(args[3:], DIR_LEVELS - 1, ln)
+                else:
+                    nums = _nums(args, top, ln)
             else:
                 raise CodeParseError(f"unknown word {head[:20]!r}", ln)
 
@@ -295,8 +298,6 @@ def parse_compact(text: str, model_id: str | None = None, bits: int = DEFAULT_BI
             elif head == "plane":
                 if plane is not None:
                     raise CodeParseError("plane before the previous extrude", ln)
-                if any(k >= DIR_LEVELS for k in nums[3:]):
-                    raise CodeParseError(f"direction levels must be 0..{DIR_LEVELS - 1}", ln)
                 plane = _plane(nums, top, ln)
                 loops = []
             elif head == "loop":
