@@ -1,7 +1,9 @@
 """A small fake dataset in the convert stage's format, for tests and benchmarks of the train stage
-without the upstream pipeline. Code strings are real OpenECAD v2 files when given, with every
-number rescaled per sample, so lengths and token statistics look like the real thing; the picture
-draws the same scale, so the image carries information about the answer.
+without the upstream pipeline. Code strings are real OpenECAD v2 programs, with every number
+rescaled per sample, so lengths and token statistics look like the real thing: by default those
+the project's generator writes (cadvlm.synth, so the tests need no outside data), or the files of
+a folder when given. The picture draws the same scale, so the image carries information about the
+answer.
 """
 
 from __future__ import annotations
@@ -69,6 +71,14 @@ def _fake_picture(kind: int, k: float, size: int) -> Image.Image:
     return im
 
 
+def _generated_code(n: int = 40) -> list[str]:
+    """OpenECAD v2 code of the generator's first n parts: real programs of every family, made here."""
+    from cadvlm.codec.openecad_writer import write_code
+    from cadvlm.synth import generate_model
+
+    return [write_code(generate_model(i, seed=0)) for i in range(n)]
+
+
 def write_fake_dataset(out_dir: str | Path, n_train: int, n_val: int, n_test: int = 0, seed: int = 0,
                        code_dir: str | Path | None = None, max_chars: int = 3000, image_size: int = 512,
                        prompts: tuple[str, ...] = ("Generate the CAD code for this part.",
@@ -76,7 +86,8 @@ def write_fake_dataset(out_dir: str | Path, n_train: int, n_val: int, n_test: in
     """Write `out_dir/rendered/*.png` and `out_dir/converted/{train,val,test}.json`; returns out_dir.
 
     `code_dir`: folder of OpenECAD v2 `.py` files (non-empty ones up to `max_chars` are used as
-    templates); without it a synthetic plate-with-hole template is used. Deterministic in `seed`.
+    templates); without it, the generator's first 40 parts (seed 0) up to `max_chars`, else a
+    plate-with-hole template. Deterministic in `seed`.
     """
     import random
 
@@ -88,6 +99,8 @@ def write_fake_dataset(out_dir: str | Path, n_train: int, n_val: int, n_test: in
             t = f.read_text(encoding="utf-8")
             if t.strip() and len(t) <= max_chars:
                 templates.append(t)
+    if code_dir is None:
+        templates = [t for t in _generated_code() if len(t) <= max_chars]
     if not templates:
         templates = [_SYNTH_TEMPLATE.format(a="10.", b="6.", c="5.", d="3.", r="1.5", h="2.")]
     (out_dir / "rendered").mkdir(parents=True, exist_ok=True)

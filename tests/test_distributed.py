@@ -5,11 +5,12 @@ On a CPU, two processes train together over gloo, started by `accelerate launch`
 between them (half as many optimiser steps per epoch), the loss is finite, and the model folder is
 written once, by process 0.
 
-FSDP does not run on a CPU with the installed accelerate (1.15), with either FSDP version, although torch's
-own FSDP2 (`fully_shard`) does shard and train over gloo there. Two things stop it, both inside accelerate:
+FSDP does not run on a CPU with the locked accelerate (constraints.txt), with either FSDP version, although
+torch's own FSDP2 (`fully_shard`) does shard and train over gloo there. Two things stop it, both inside
+accelerate:
 - fsdp.yaml (FSDP1 with `fsdp_sync_module_states: true`) stops every process in the Trainer's Accelerator:
-  FullyShardedDataParallelPlugin.__post_init__ (accelerate/utils/dataclasses.py) raises "There are
-  currently no available devices found, must be one of 'XPU', 'CUDA', ..." when no accelerator exists.
+  FullyShardedDataParallelPlugin.__post_init__ (accelerate/utils/dataclasses.py) raises a RuntimeError when
+  no accelerator exists (its wording changes between releases; the test checks that it refuses, not how).
 - Without sync_module_states, with fsdp_version 2 (which ignores that setting), or with
   TrainingArguments(fsdp=..., fsdp_config=...) under torchrun, the train stage finishes, but as DDP: a CPU
   process group is DistributedType.MULTI_CPU (AcceleratorState._prepare_backend), and AcceleratorState
@@ -161,8 +162,7 @@ def test_fsdp_config_on_cpu_is_not_fsdp(tmp_path):
             assert (s["type"], s["fsdp"], s["wrapped"], s["world"]) == \
                 ("DistributedType.MULTI_CPU", False, "DistributedDataParallel", 2), (version, s)
             # FSDP1's plugin refuses sync_module_states (fsdp.yaml's) without an accelerator; FSDP2 ignores it
-            assert (s["refused"] is not None and "There are currently no available devices found" in s["refused"]) \
-                == (version == 1), (version, s)
+            assert (s["refused"] is not None) == (version == 1), (version, s)
 
 
 @pytest.mark.slow

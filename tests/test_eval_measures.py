@@ -26,7 +26,7 @@ from cadvlm.eval.report import summarise
 from cadvlm.model.manifest import ModelManifest
 from cadvlm.render_compare import PAPER_LEVEL, silhouette_iou, target_masks, compare_job
 from cadvlm.synth import model_json_text
-from conftest import SHARED
+from conftest import MISSING, SHARED
 from test_evaluate_stage import N_TEST, make_project
 
 VIEW_PX = 128
@@ -233,12 +233,13 @@ def test_training_parts_are_scored_by_the_model_and_the_oracle(stage_run):
     assert timing["train"]["model_seconds_per_part"] >= 0 and set(timing["train"]) == {"model_seconds_per_part"}
 
 
+@pytest.mark.samples
 def test_real_parts_are_scored_beside_the_test_split(stage_run):
     cfg, out = stage_run
     real = json.loads(cfg.beside("eval_real.json").read_text())
     if cfg.real_dir is None:
         assert real == {"n": 0, "real_dir": None}
-        pytest.skip(f"real DeepCAD samples not found at {SHARED}")
+        pytest.skip(MISSING)
     assert real["n_files"] == len(REAL_IDS) and real["skipped"] == {"no_extrude": 1}
     n = len(REAL_IDS) - 1
     assert real["n"] == n and real["invalid_ratio"] == 1.0 and real["invalid_by_reason"]["no_code"] == n

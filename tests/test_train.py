@@ -21,7 +21,6 @@ from fake_data import write_fake_dataset
 from cadvlm.train import last_complete_checkpoint, train
 
 REPO = Path(__file__).resolve().parents[1]
-DEEPCAD = REPO.parent / "shared" / "deepcad"
 
 
 def tiny_params(**train_overrides) -> dict:
@@ -47,8 +46,7 @@ def tiny_params(**train_overrides) -> dict:
 
 def make_project(root: Path, n_train: int = 16, n_val: int = 4, **train_overrides) -> Path:
     """A folder shaped like the repo (params.yaml, data/converted, data/rendered) for the stage script."""
-    code_dir = DEEPCAD / "openecad_v2" if DEEPCAD.is_dir() else None
-    write_fake_dataset(root / "data", n_train, n_val, seed=0, code_dir=code_dir, max_chars=700, image_size=96)
+    write_fake_dataset(root / "data", n_train, n_val, seed=0, max_chars=700, image_size=96)
     (root / "params.yaml").write_text(yaml.safe_dump(tiny_params(**train_overrides)))
     return root
 

@@ -19,7 +19,6 @@ from cadvlm.model.load import load_base
 from cadvlm.model.tiny import build_tiny_base
 from fake_data import write_fake_dataset
 
-DEEPCAD = Path(__file__).resolve().parents[2] / "shared" / "deepcad"
 TINY = {"vocab_size": 400, "image_size": 32, "patch_size": 16, "vision_hidden_size": 16, "vision_layers": 1,
         "vision_heads": 2, "hidden_size": 32, "intermediate_size": 64, "layers": 1, "heads": 2}
 
@@ -27,8 +26,7 @@ TINY = {"vocab_size": 400, "image_size": 32, "patch_size": 16, "vision_hidden_si
 @pytest.fixture(scope="module")
 def fake(tmp_path_factory):
     root = tmp_path_factory.mktemp("fake")
-    code_dir = DEEPCAD / "openecad_v2" if DEEPCAD.is_dir() else None
-    return write_fake_dataset(root, 12, 4, seed=1, code_dir=code_dir, max_chars=1200, image_size=128)
+    return write_fake_dataset(root, 12, 4, seed=1, max_chars=1200, image_size=128)
 
 
 @pytest.fixture(scope="module")
