@@ -3,8 +3,10 @@
 Per decoder family, a tiny random checkpoint in TinyLLaVA's file layout (tests/tinyllava_fixture.py)
 is converted; the converted model's logits over the answer tokens must equal TinyLLaVA's forward
 (re-implemented in the fixture from its sources) within 1e-4 in fp32, on the same token ids, and
-greedy generation must give the same tokens. Then: the folder loads through `load_base`, and (slow)
-trains LoRA steps through the train stage.
+greedy generation must give the same tokens. Then: the folder loads through `load_base`; Phi's and
+OpenELM's folders (classes of our own) also load with plain transformers and `trust_remote_code=True`
+in a fresh interpreter that cannot import cadvlm, with the same logits; and (slow) the folder trains
+LoRA steps through the train stage.
 """
 
 from __future__ import annotations
@@ -190,6 +192,123 @@ def test_cli_help_and_run(converted, tmp_path, capsys):
     assert main(["import-model", str(src), "-o", str(tmp_path / "q"), "--system", "tinyllava"]) == 0
     assert (tmp_path / "q" / REPORT).is_file()
     assert main(["import-model", str(tmp_path / "missing"), "-o", str(tmp_path / "x")]) == 2
+
+
+# Run in a fresh interpreter: plain transformers, cadvlm blocked from being imported at all.
+PLAIN_TRANSFORMERS = r"""
+import importlib.abc, json, sys
+
+class NoCadvlm(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "cadvlm":
+            raise ImportError("cadvlm must not be needed to load this folder")
+
+sys.meta_path.insert(0, NoCadvlm())
+import torch
+from PIL import Image
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+job = json.loads(sys.argv[1])
+image = Image.open(job["image"])
+classes = {}
+for name, (folder, text, inputs_file) in job["folders"].items():
+    model = AutoModelForImageTextToText.from_pretrained(folder, trust_remote_code=True, dtype=torch.float32)
+    processor = AutoProcessor.from_pretrained(folder)
+    inputs = processor(text=[text], images=[image], add_special_tokens=False, return_tensors="pt")
+    want = torch.load(inputs_file)
+    assert all(torch.equal(inputs[k], want[k]) for k in want), f"{name}: the processor's inputs differ"
+    with torch.no_grad():
+        torch.save(model.eval()(**inputs).logits[0], f"{job['out']}/{name}.pt")
+    classes[name] = [type(model).__module__, type(model).__name__, type(model.model.language_model).__name__]
+assert "cadvlm" not in sys.modules
+print(json.dumps(classes))
+"""
+
+
+def _as_converted_before(dst: Path, folder: Path) -> Path:
+    """`dst` as the converter wrote it before folders carried their code: no auto_map, no .py file, and
+    OpenELM under model_type `llava` (weights linked, not copied)."""
+    folder.mkdir()
+    for f in dst.iterdir():
+        if f.suffix != ".py" and f.name != "config.json":
+            (folder / f.name).symlink_to(f)
+    cfg = json.loads((dst / "config.json").read_text())
+    cfg.pop("auto_map")
+    if cfg["model_type"] == "llava_openelm":
+        cfg.update(model_type="llava", architectures=["LlavaForConditionalGeneration"])
+    (folder / "config.json").write_text(json.dumps(cfg))
+    return folder
+
+
+def test_phi_and_openelm_folders_load_with_plain_transformers(converted, tmp_path):
+    """Phi (lm_head bias) and OpenELM folders carry their module and auto_map: a fresh interpreter that cannot
+    import cadvlm loads them (and a full-weight save of them by cadvlm) with trust_remote_code=True, with
+    cadvlm's logits and TinyLLaVA's; cadvlm still loads them, and folders converted before, without remote code."""
+    import ast
+    import os
+    import subprocess
+    import sys
+
+    import cadvlm.model
+
+    image, folders, expected = _picture(), {}, {}
+    image.save(tmp_path / "picture.png")
+    for family in ("phi", "openelm"):
+        src, dst, report = converted[(family, "siglip")]
+        cfg = json.loads((dst / "config.json").read_text())
+        assert set(cfg["auto_map"]) == {"AutoConfig", "AutoModelForImageTextToText"}
+        assert cfg["architectures"] == [cfg["auto_map"]["AutoModelForImageTextToText"].split(".")[1]]
+        for ref in cfg["auto_map"].values():  # each names a file of the folder that defines the class
+            module, cls = ref.split(".")
+            code = (dst / f"{module}.py").read_text()
+            assert any(isinstance(n, ast.ClassDef) and n.name == cls for n in ast.parse(code).body)
+            assert code == (Path(cadvlm.model.__file__).parent / f"{module}.py").read_text()  # verbatim: one source
+        assert report.remote_code == [f"{module}.py"]
+
+        model, processor = load_base(dst, dtype=torch.float32, device="cpu")
+        assert type(model).__module__.startswith("cadvlm.model.")
+        text = processor.apply_chat_template(to_messages(QUESTION, ANSWER), tokenize=False)
+        inputs = processor(text=[text], images=[image], add_special_tokens=False, return_tensors="pt")
+        with torch.no_grad():
+            expected[family] = model.eval()(**inputs).logits[0]
+        before, _ = load_base(_as_converted_before(dst, tmp_path / f"before_{family}"), dtype=torch.float32,
+                              device="cpu")
+        with torch.no_grad():
+            assert torch.equal(before.eval()(**inputs).logits[0], expected[family])
+        saved = tmp_path / f"saved_{family}"  # what the train stage's full-weight save writes
+        model.save_pretrained(saved)
+        processor.save_pretrained(saved)
+        assert json.loads((saved / "config.json").read_text())["auto_map"] == cfg["auto_map"]
+        torch.save(dict(inputs), tmp_path / f"inputs_{family}.pt")
+        for name, folder in ((family, dst), (f"saved_{family}", saved)):
+            folders[name] = (str(folder), text, str(tmp_path / f"inputs_{family}.pt"))
+        expected[f"saved_{family}"] = expected[family]
+        ref = Reference(src)
+        ref_ids = ref.input_ids(ref.prompt(SYSTEM_TINYLLAVA, "<image>\n" + QUESTION, ANSWER))
+        expected[f"tinyllava_{family}"] = ref.logits(ref.embeds(ref_ids, ref.pixels(image)))
+
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "HF_HOME": str(tmp_path / "hf_home"),
+           "HF_MODULES_CACHE": str(tmp_path / "hf_modules"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           **{k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ}}
+    job = {"folders": folders, "image": str(tmp_path / "picture.png"), "out": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-c", PLAIN_TRANSFORMERS, json.dumps(job)], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    classes = json.loads(run.stdout.strip().splitlines()[-1])
+    assert any((tmp_path / "hf_modules").rglob("llava_bias.py")) and any((tmp_path / "hf_modules").rglob("openelm.py"))
+    for name, (folder, _, _) in folders.items():
+        module, cls, decoder = classes[name]
+        assert module.startswith("transformers_modules.") and cls == json.loads(
+            (Path(folder) / "config.json").read_text())["architectures"][0]
+        assert decoder == ("PhiModel" if "phi" in name else "OpenELMModel")
+        got = torch.load(tmp_path / f"{name}.pt")
+        diff = (got - expected[name]).abs().max().item()
+        family = name.removeprefix("saved_")
+        want = expected[f"tinyllava_{family}"]
+        diff_ref = (got[:, :want.shape[1]] - want).abs().max().item()
+        assert got.shape == expected[name].shape and diff < 1e-4 and diff_ref < 1e-4 and want.std() > 0.5
+        PARITY[f"plain-transformers-{name}"] = {"max_abs_logit_diff_vs_cadvlm": diff,
+                                                "max_abs_logit_diff_vs_tinyllava": diff_ref}
 
 
 def test_parity_summary():

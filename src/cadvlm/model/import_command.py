@@ -50,5 +50,8 @@ def cmd_import_model(args) -> int:
           f"{report.dtype}, <image> = token {report.image_token_id}"
           + (f", vocabulary {rows[0]} -> {rows[1]} rows" if rows[1] != rows[0] else ", a free row")
           + f", {report.seconds:.1f} s")
+    if report.remote_code:
+        print(f"it carries its classes' code ({', '.join(report.remote_code)}): plain transformers loads it with "
+              f"AutoModelForImageTextToText.from_pretrained('{args.output}', trust_remote_code=True)")
     print(f"train with: dvc exp run -S model.base={args.output} -S convert.format=openecad -S train.method=lora")
     return 0

@@ -21,7 +21,11 @@ TinyLLaVA's, exactly (tests/test_import_tinyllava.py checks logits and greedy to
   embeddings for pretrained language models", 2021, for the mean);
 - Phi's lm_head has a bias that LLaVA's lacks: such checkpoints get cadvlm.model.llava_bias's subclass;
 - OpenELM (OpenECAD 0.89B / 0.55B) has no transformers class: its decoder becomes cadvlm.model.openelm's
-  native one (`qkv_proj` and `proj_1` split into q/k/v and gate/up row blocks, cadvlm.model.tinyllava_weights);
+  native one (`qkv_proj` and `proj_1` split into q/k/v and gate/up row blocks, cadvlm.model.tinyllava_weights),
+  in that module's LLaVA (model_type `llava_openelm`);
+- for these two, the module defining the classes is copied into the folder and named in config.json's
+  `auto_map` (cadvlm.model.remote_code), so the folder also loads with plain transformers and
+  `trust_remote_code=True`, in a process that never imports cadvlm;
 - the chat template writes TinyLLaVA's prompt for the family (system prompt, `USER: <image>\\n...
   ASSISTANT: ...` + EOS); the converter checks on probe conversations that the processor's token ids are
   TinyLLaVA's chunked ids (cadvlm.model.tinyllava_format.tinyllava_input_ids) and refuses otherwise.
@@ -42,6 +46,7 @@ from pathlib import Path
 import torch
 
 from cadvlm.data.conversations import to_messages
+from cadvlm.model.remote_code import write_remote_code
 from cadvlm.model.safetensors_stream import DTYPES, TensorInfo, read_header
 from cadvlm.model.tinyllava_format import (
     DEFAULT_TEMPLATE,
@@ -94,6 +99,7 @@ class ImportReport:
     dtype: str
     dropped: dict = field(default_factory=dict)  # reason -> source tensor names
     files: list = field(default_factory=list)
+    remote_code: list = field(default_factory=list)  # the .py files config.json's auto_map names
     bytes_written: int = 0
     seconds: float = 0.0
 
@@ -211,8 +217,8 @@ def build_config(ckpt: TinyLlavaCheckpoint, rows: int, image_id: int, tied: bool
     with hub ids removed and the vocabulary sized."""
     from transformers import LlavaConfig
 
-    from cadvlm.model import openelm  # noqa: F401  registers the OpenELM decoder with AutoConfig / AutoModel
     from cadvlm.model.llava_bias import LlavaLMBiasConfig
+    from cadvlm.model.openelm import LlavaOpenELMConfig  # importing it registers the OpenELM decoder too
 
     text = {k: v for k, v in (openelm_text or ckpt.text_config).items()
             if k not in ("_name_or_path", "architectures", "torch_dtype")}
@@ -223,27 +229,33 @@ def build_config(ckpt: TinyLlavaCheckpoint, rows: int, image_id: int, tied: bool
     if ckpt.vision == "siglip":
         vision["vision_use_head"] = False  # LLaVA reads hidden states; an unused pooling head breaks DDP
     patches = (int(vision["image_size"]) // int(vision["patch_size"])) ** 2 + (1 if ckpt.vision == "clip" else 0)
-    cls = LlavaLMBiasConfig if bias else LlavaConfig
+    cls = LlavaLMBiasConfig if bias else LlavaOpenELMConfig if openelm_text else LlavaConfig
     cfg = cls(text_config=text, vision_config=vision, image_token_index=image_id,
               image_seq_length=patches - (1 if ckpt.select_strategy == "patch" else 0),
               vision_feature_layer=ckpt.vision_feature_layer,
               vision_feature_select_strategy=ckpt.llava_select_strategy, projector_hidden_act="gelu",
               multimodal_projector_bias=True, tie_word_embeddings=tied)
-    cfg.architectures = ["LlavaLMBiasForConditionalGeneration" if bias else "LlavaForConditionalGeneration"]
+    cfg.architectures = [model_class(cfg).__name__]
     cfg.dtype = dtype
     return cfg
+
+
+def model_class(cfg) -> type:
+    """The LLaVA class the config names: stock, or one of ours (Phi's lm_head bias, OpenELM)."""
+    from transformers import LlavaForConditionalGeneration
+
+    from cadvlm.model.llava_bias import LlavaLMBiasConfig, LlavaLMBiasForConditionalGeneration
+    from cadvlm.model.openelm import LlavaOpenELMConfig, LlavaOpenELMForConditionalGeneration
+
+    return {LlavaLMBiasConfig: LlavaLMBiasForConditionalGeneration,
+            LlavaOpenELMConfig: LlavaOpenELMForConditionalGeneration}.get(type(cfg), LlavaForConditionalGeneration)
 
 
 def _expected(cfg) -> tuple[dict[str, tuple[int, ...]], float, str | None]:
     """Parameter names and shapes of the LLaVA model (built on the meta device: no memory), the
     embedding's built-in scale, and the tied lm_head name (None when untied)."""
-    from transformers import LlavaForConditionalGeneration
-
-    from cadvlm.model.llava_bias import LlavaLMBiasConfig, LlavaLMBiasForConditionalGeneration
-
-    cls = LlavaLMBiasForConditionalGeneration if isinstance(cfg, LlavaLMBiasConfig) else LlavaForConditionalGeneration
     with torch.device("meta"):
-        model = cls(cfg)
+        model = model_class(cfg)(cfg)
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     scale = float(getattr(model.get_input_embeddings(), "scalar_embed_scale", 1.0))
     tied = "lm_head.weight" if cfg.tie_word_embeddings else None
@@ -323,13 +335,14 @@ def import_tinyllava(src: str | Path, dst: str | Path, system: str = "openecad",
     try:
         files, total = write_shards(work, ckpt.weight_files, where, pieces,
                                     Rewrite(expected, src_rows, rows, embed_scale, out_dtype), log)
+        remote = write_remote_code(work, cfg, model_class(cfg))  # before config.json: it sets cfg.auto_map
         _save_processor_and_config(work, cfg, ckpt, tok, tpl, image_id, eos_id)
         report = ImportReport(
             source=str(src), family=ckpt.family, template=template, system=system, eos=eos, spacing=asdict(spacing),
             image_token_id=image_id, vocab_rows=[int(src_rows), int(rows)], tied_embeddings=tied,
             lm_head_bias=lm_bias, projector_scale=embed_scale, architecture=cfg.architectures[0],
-            dtype=str(out_dtype).replace("torch.", ""), dropped=dropped, files=files, bytes_written=total,
-            seconds=round(time.time() - t0, 2))
+            dtype=str(out_dtype).replace("torch.", ""), dropped=dropped, files=files, remote_code=remote,
+            bytes_written=total, seconds=round(time.time() - t0, 2))
         (work / REPORT).write_text(json.dumps(asdict(report), indent=2) + "\n")
         if dst.exists():
             shutil.rmtree(dst)

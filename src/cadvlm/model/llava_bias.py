@@ -5,22 +5,29 @@ models/llava/modeling_llava.py), but Phi's `lm_head` has one (models/phi/modelin
 `nn.Linear(hidden, vocab, bias=True)`), trained, so dropping it changes every logit of an
 imported OpenECAD-3.1B / TinyLLaVA-Phi-2 checkpoint. A bias per vocabulary entry cannot be folded
 into the weights (it would have to lie in the span of the 2,560 hidden directions for 51,200
-tokens). So this module defines the smallest difference: the same LLaVA with `lm_head.bias`, its
-own `model_type`, registered with the Auto classes when the module is imported (cadvlm.model.load
-imports it). Everything else, including the processor, is stock LLaVA, and nothing runs remote
-code. Only checkpoints with a biased output layer are written this way; the others are plain LLaVA.
+tokens), and no native transformers LLaVA-family class has a biased output layer. So this module
+defines the smallest difference: the same LLaVA with `lm_head.bias`, under its own `model_type`.
+Everything else, including the processor, is stock LLaVA.
+
+This file is also the folder's remote code (one source of truth): it imports only torch and
+transformers, and `cadvlm import-model` copies it verbatim into every folder it writes with these
+classes, with `auto_map` in config.json naming them (cadvlm.model.remote_code), so plain transformers
+loads the folder with `trust_remote_code=True` and never needs cadvlm. Importing it registers the
+classes with AutoConfig / AutoModelForImageTextToText (cadvlm.model.load imports it; transformers'
+own import of the copy does the same), and `register_for_auto_class` makes every `save_pretrained`
+of them (a fully trained model, a config) write this file and the `auto_map` again. Without
+`trust_remote_code`, a process that imported cadvlm uses cadvlm's registered classes (transformers
+prefers registered local classes over remote code), so cadvlm itself never runs remote code.
 """
 
 from __future__ import annotations
 
-from huggingface_hub.dataclasses import strict
 from torch import nn
 from transformers import AutoConfig, AutoModelForImageTextToText, LlavaConfig, LlavaForConditionalGeneration
 
 MODEL_TYPE = "llava_lm_bias"
 
 
-@strict
 class LlavaLMBiasConfig(LlavaConfig):
     """LlavaConfig; the model it names has a bias on its output layer."""
 
@@ -43,15 +50,11 @@ class LlavaLMBiasForConditionalGeneration(LlavaForConditionalGeneration):
 
 
 def register() -> None:
-    """Make AutoConfig / AutoModelForImageTextToText know the model type (idempotent)."""
-    try:
-        AutoConfig.register(MODEL_TYPE, LlavaLMBiasConfig)
-    except ValueError:  # already registered
-        pass
-    try:
-        AutoModelForImageTextToText.register(LlavaLMBiasConfig, LlavaLMBiasForConditionalGeneration)
-    except ValueError:
-        pass
+    """Make AutoConfig / AutoModelForImageTextToText know the model type, and saves carry this file (idempotent)."""
+    AutoConfig.register(MODEL_TYPE, LlavaLMBiasConfig, exist_ok=True)
+    AutoModelForImageTextToText.register(LlavaLMBiasConfig, LlavaLMBiasForConditionalGeneration, exist_ok=True)
+    LlavaLMBiasConfig.register_for_auto_class("AutoConfig")
+    LlavaLMBiasForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")
 
 
 register()

@@ -8,6 +8,12 @@ any training starts.
 A trained output folder (the train stage's `models/`) carries `cadvlm_model.json`
 (`cadvlm.model.manifest`): full weights or a LoRA adapter and its base, and the conventions the
 model was trained on; `load_trained` reads it so evaluate/predict/serve need only the folder.
+
+Classes of our own (the conv tower, Phi's LLaVA with lm_head bias, the LLaVA over OpenELM) are
+registered by importing their modules before loading. Folders written by `cadvlm import-model` (and
+full-weight saves of those classes) also carry the defining module and an `auto_map` for plain
+transformers with `trust_remote_code=True`; we never pass it: with the classes registered,
+transformers uses cadvlm's (the same code), so nothing from a model folder is ever executed here.
 """
 
 from __future__ import annotations

@@ -15,20 +15,46 @@ Only the sizes vary per layer ("layer-wise scaling": query/KV heads and FFN widt
 Qwen3 has exactly these operations (q_norm/k_norm on the head dim before RoPE, SiLU-gated MLP), so
 `OpenELMModel` is a Qwen3Model whose layers get their own widths; the converter splits `qkv_proj`
 into q/k/v_proj and `proj_1` into gate/up_proj (row blocks, exact), which also gives LoRA the usual
-module names. Registered with the Auto classes on import (cadvlm.model.load imports it), under its
-own model_type so it can never be confused with Apple's config.
+module names. Its own model_type, so it can never be confused with Apple's config.
+
+No transformers class fits without code of our own: none has per-layer head counts and FFN widths.
+In the LLaVA, `LlavaOpenELMConfig` / `LlavaOpenELMForConditionalGeneration` (model_type
+`llava_openelm`) are stock LLaVA under their own name, so that the folder's config.json can point
+at this file. This file is the folder's remote code (one source of truth): it imports only torch and
+transformers, `cadvlm import-model` copies it verbatim into the folder with an `auto_map` naming
+these two classes (cadvlm.model.remote_code), and plain transformers loads the folder with
+`trust_remote_code=True`. The nested text_config (model_type `cadvlm_openelm`) resolves because
+importing this file registers the decoder with AutoConfig / AutoModel / AutoModelForCausalLM: in
+transformers 5, LlavaConfig builds `text_config` through AutoConfig's registry (its SubConfigSpec)
+and LlavaModel builds the decoder with `AutoModel.from_config`, and transformers imports this file
+(for the AutoConfig entry of `auto_map`) before it reads the config. cadvlm.model.load imports it
+too, so cadvlm uses the same classes without remote code (transformers prefers registered local
+classes), and folders converted before (model_type `llava` over a `cadvlm_openelm` text_config)
+still load there. `register_for_auto_class` makes every `save_pretrained` of the LLaVA classes (a
+fully trained model) write this file and the `auto_map` again.
 """
 
 from __future__ import annotations
 
-from huggingface_hub.dataclasses import strict
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, Qwen3Config, Qwen3ForCausalLM, Qwen3Model
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForImageTextToText,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+    Qwen3Model,
+)
 
 MODEL_TYPE = "cadvlm_openelm"
+LLAVA_MODEL_TYPE = "llava_openelm"
 
 
-@strict
+# No huggingface_hub `@strict` (type checks only): this file imports just torch and transformers, and
+# PreTrainedConfig.__init_subclass__ makes every config subclass a dataclass all the same.
 class OpenELMConfig(Qwen3Config):
     """Qwen3Config plus the per-layer sizes; the uniform fields hold the first layer's values."""
 
@@ -80,15 +106,28 @@ class OpenELMForCausalLM(Qwen3ForCausalLM):
         self.post_init()
 
 
+class LlavaOpenELMConfig(LlavaConfig):
+    """LlavaConfig whose text_config is an OpenELMConfig. Its own model_type ("llava" is transformers')
+    lets cadvlm register it, so cadvlm loads and saves these classes, with the auto_map."""
+
+    model_type = LLAVA_MODEL_TYPE
+
+
+class LlavaOpenELMForConditionalGeneration(LlavaForConditionalGeneration):
+    """Stock LlavaForConditionalGeneration (its decoder comes from AutoModel: OpenELMModel)."""
+
+    config_class = LlavaOpenELMConfig
+
+
 def register() -> None:
-    """Make AutoConfig / AutoModel / AutoModelForCausalLM know the model type (idempotent)."""
-    for fn, args in ((AutoConfig.register, (MODEL_TYPE, OpenELMConfig)),
-                     (AutoModel.register, (OpenELMConfig, OpenELMModel)),
-                     (AutoModelForCausalLM.register, (OpenELMConfig, OpenELMForCausalLM))):
-        try:
-            fn(*args)
-        except ValueError:  # already registered
-            pass
+    """Make the Auto classes know both model types, and saves of the LLaVA carry this file (idempotent)."""
+    AutoConfig.register(MODEL_TYPE, OpenELMConfig, exist_ok=True)
+    AutoModel.register(OpenELMConfig, OpenELMModel, exist_ok=True)
+    AutoModelForCausalLM.register(OpenELMConfig, OpenELMForCausalLM, exist_ok=True)
+    AutoConfig.register(LLAVA_MODEL_TYPE, LlavaOpenELMConfig, exist_ok=True)
+    AutoModelForImageTextToText.register(LlavaOpenELMConfig, LlavaOpenELMForConditionalGeneration, exist_ok=True)
+    LlavaOpenELMConfig.register_for_auto_class("AutoConfig")
+    LlavaOpenELMForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")
 
 
 register()
