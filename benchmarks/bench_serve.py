@@ -12,7 +12,8 @@ drives it over HTTP, as a client would:
 5. the same 200 requests against a server started with --max-batch 1: the batching gain.
 Without a trained model folder, a random tiny model is built (its answers are noise: timings of
 generation and of failed builds only). Nothing is asserted; figures are printed (and written to
---out).
+--out; --json writes them as numbers, for benchmarks/gpu_check.py). Short runs: --leak-requests
+below 100 moves the memory point there, --no-single skips step 5.
 """
 
 from __future__ import annotations
@@ -187,6 +188,8 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--max-wait-ms", type=float, default=20.0, help="the server's batching wait")
     ap.add_argument("--out", type=Path, help="also write the report here")
+    ap.add_argument("--json", type=Path, help="also write the figures here, as JSON")
+    ap.add_argument("--no-single", action="store_true", help="skip the batch-1 server (step 5)")
     args = ap.parse_args()
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
@@ -218,9 +221,10 @@ def main() -> int:
             f"throughput {r['throughput']:.2f} req/s; mean batch {r['batch_mean']:.1f}; statuses {r['statuses']}")
         first = r
         done = args.requests + 16
-        if done < 100:
-            load(server.url, images, 100 - done, args.concurrency, args.max_new_tokens)
-            done = 100
+        mem_at = min(100, args.leak_requests)
+        if done < mem_at:
+            load(server.url, images, mem_at - done, args.concurrency, args.max_new_tokens)
+            done = mem_at
         mem100 = server.memory_mb()
         rest = max(0, args.leak_requests - done)
         lr = load(server.url, images, rest, args.concurrency, args.max_new_tokens) if rest else None
@@ -238,6 +242,7 @@ def main() -> int:
         time.sleep(wait)
         codes = [requests.get(u, timeout=5).status_code for files in first["first_files"] for u in files.values()]
         on_disk = [p for p in next(server.results.glob("cadvlm-serve-*")).iterdir()]
+        ttl_left = len(on_disk) + sum(c != 404 for c in codes)
         say(f"\nTTL {args.ttl:g} s: {len(codes)} files of the first results now answer {sorted(set(codes))}; "
             f"result folders left on disk {time.time() - t_idle:.0f} s after the last request: {len(on_disk)}")
         rows = bad_inputs(server.url)
@@ -251,16 +256,18 @@ def main() -> int:
     finally:
         server.stop()
 
-    single = Server(model, work, "--workers", str(args.workers), "--max-batch", "1", "--queue", "256")
-    try:
-        single.wait_ready()
-        load(single.url, images, 16, 16, args.max_new_tokens)
-        s = load(single.url, images, args.requests, args.concurrency, args.max_new_tokens)
-    finally:
-        single.stop()
-    say(f"\n{s['n']} requests, concurrency {args.concurrency}, batch 1: errors {s['errors']}; p50 {s['p50']:.2f} s, "
-        f"p95 {s['p95']:.2f} s, p99 {s['p99']:.2f} s; throughput {s['throughput']:.2f} req/s")
-    say(f"dynamic batching / batch 1 throughput: {first['throughput'] / s['throughput']:.2f}x")
+    s = None
+    if not args.no_single:
+        single = Server(model, work, "--workers", str(args.workers), "--max-batch", "1", "--queue", "256")
+        try:
+            single.wait_ready()
+            load(single.url, images, 16, 16, args.max_new_tokens)
+            s = load(single.url, images, args.requests, args.concurrency, args.max_new_tokens)
+        finally:
+            single.stop()
+        say(f"\n{s['n']} requests, concurrency {args.concurrency}, batch 1: errors {s['errors']}; "
+            f"p50 {s['p50']:.2f} s, p95 {s['p95']:.2f} s, p99 {s['p99']:.2f} s; throughput {s['throughput']:.2f} req/s")
+        say(f"dynamic batching / batch 1 throughput: {first['throughput'] / s['throughput']:.2f}x")
     import re
 
     hist = re.findall(r'cadvlm_generate_batch_size_bucket\{le="([^"]+)"\} (\S+)', metrics)
@@ -268,6 +275,17 @@ def main() -> int:
         ", ".join(f"<={le.replace('.0', '')}: {float(n):.0f}" for le, n in hist))
     if args.out:
         args.out.write_text("\n".join(lines) + "\n")
+    if args.json:
+        keep = ("n", "errors", "throughput", "p50", "p95", "p99", "batch_mean", "statuses")
+        args.json.write_text(json.dumps({
+            "model": "random tiny" if note else str(model), "requests": args.requests,
+            "concurrency": args.concurrency, "max_new_tokens": args.max_new_tokens,
+            "batched": {k: first[k] for k in keep}, "single": {k: s[k] for k in keep} if s else None,
+            "batching_gain": first["throughput"] / s["throughput"] if s else None,
+            "memory_mb": {"after": done, "server": mem100[0], "workers": mem100[1],
+                          "after_leak": done + rest, "server_leak": mem1000[0], "workers_leak": mem1000[1]},
+            "ttl_files_left": ttl_left, "bad_input": [[n, c, dt] for n, c, dt in rows],
+            "healthy_after_bad_input": healthy}, indent=1) + "\n")
     print(json.dumps({"work": str(work)}))
     return 0
 
