@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--root", type=Path, default=ROOT, help="project folder with params.yaml and data/")
     root = ap.parse_args(argv).root
     params = load_params(root / "params.yaml")
-    train(params, data_dir=root / "data/converted", image_root=root / "data/rendered", model_dir=root / "models",
+    train(params, data_dir=root / "data/converted", image_root=root / "data/rendered", model_dir=root / "models_sft",
           checkpoint_dir=root / params["train"]["checkpoint_dir"], live_dir=root / "metrics/train",
           metrics_path=root / "metrics/train.json")
     return 0

@@ -1,5 +1,10 @@
 """The house rules, checked: honest DVC dependencies, no import cycle, small modules, thin stages.
 
+Honest the other way too: what Python, pytest or an editor writes beside the code (bytecode,
+caches) is not a change of the code. `.dvcignore` keeps it out of every directory dep, so after
+importing every module with bytecode on, `dvc status` finds no code dep changed and a no-op
+`dvc repro` reruns nothing; `dvc.lock` records source files only.
+
 `dvc repro` reruns a stage only when one of its `deps` changed, so a module a stage imports but
 does not list is a change that silently reuses stale outputs. The import closure of each stage
 script is computed from the source (every `import`, module level or inside a function, because a
@@ -9,6 +14,10 @@ lazy import runs all the same) and must be covered by that stage's deps.
 from __future__ import annotations
 
 import ast
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -152,3 +161,54 @@ def test_stage_scripts_are_thin():
     long = {f.name: n for f in (ROOT / "stages").glob("*.py")
             if (n := len(f.read_text(encoding="utf-8").splitlines())) > MAX_STAGE_LINES}
     assert not long, f"stage scripts over {MAX_STAGE_LINES} lines: {long}"
+
+
+def _code_changes() -> dict[str, dict[str, str]]:
+    """`dvc status`'s changed deps under src/ and stages/, by stage (data and params are not code)."""
+    env = dict(os.environ, DVC_NO_ANALYTICS="1")
+    done = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    changes = {}
+    for stage, entries in json.loads(done.stdout or "{}").items():
+        for entry in entries:
+            deps = entry.get("changed deps", {}) if isinstance(entry, dict) else {}
+            code = {p: why for p, why in deps.items() if p.startswith(("src/", "stages/"))}
+            if code:
+                changes[stage] = code
+    return changes
+
+
+def test_bytecode_and_caches_do_not_change_dvc_deps():
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    every = ("import importlib, pkgutil, cadvlm\n"
+             "for m in pkgutil.walk_packages(cadvlm.__path__, 'cadvlm.'):\n"
+             "    importlib.import_module(m.name)\n")
+    done = subprocess.run([sys.executable, "-c", every], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for script in (ROOT / "stages").glob("*.py"):  # what `python stages/x.py` would cache, were it imported
+        subprocess.run([sys.executable, "-m", "py_compile", str(script)], cwd=ROOT, env=env, check=True)
+    assert (SRC / "cadvlm" / "model" / "__pycache__").is_dir()  # bytecode was written: the check can fail
+    (SRC / "cadvlm" / ".pytest_cache").mkdir(exist_ok=True)
+    try:
+        changed = _code_changes()
+    finally:
+        (SRC / "cadvlm" / ".pytest_cache").rmdir()
+    assert not changed, ("code deps differ from dvc.lock: a cache not in .dvcignore, or code changed "
+                         f"without `dvc repro` recording it: {changed}")
+
+
+def test_dvc_lock_records_source_files_only():
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text())
+    tracked = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "src", "stages"], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout.split()  # committed or new
+    wrong = {}
+    for stage, entry in lock["stages"].items():
+        for dep in entry.get("deps", []):
+            path = dep["path"]
+            if "nfiles" in dep and path.startswith(("src/", "stages/")):
+                sources = sum(1 for f in tracked if f.startswith(path + "/"))
+                if dep["nfiles"] != sources:
+                    wrong[f"{stage}: {path}"] = (dep["nfiles"], sources)
+    assert not wrong, f"dvc.lock's file counts against the source files (recorded, in the tree): {wrong}"

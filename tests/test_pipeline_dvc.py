@@ -1,7 +1,7 @@
 """The real `dvc` commands on a very small params set, in a temporary git repository.
 
 Checks the promises of the pipeline: a fresh `dvc repro` runs every stage, a second one runs
-none, a train-only parameter reruns only train and evaluate (0 models rendered), growing the
+none, a train-only parameter reruns only train, rl and evaluate (0 models rendered), growing the
 train split renders only the new models, and `dvc exp run -S` (also queued) / `dvc exp show` /
 `dvc metrics diff` work from a clean checkout.
 """
@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["synthesize", "extract", "render", "convert", "train", "evaluate"]
+STAGES = ["synthesize", "extract", "render", "convert", "train", "rl", "evaluate"]
 
 SMALL = {
     "synthesize": {"n_models": 120},
@@ -94,7 +94,7 @@ def test_repro_reruns_exactly_what_changed(project):
     proj, env = project
     out = _dvc(proj, env, "repro")
     assert _ran(out) == STAGES
-    for name in ("extract", "render", "convert", "train", "eval"):
+    for name in ("extract", "render", "convert", "train", "rl", "eval", "eval_sft"):
         assert (proj / "metrics" / f"{name}.json").is_file(), name
     chosen = sum(json.loads((proj / "metrics" / "extract.json").read_text())["selected"].values())
     assert chosen == 24
@@ -104,9 +104,9 @@ def test_repro_reruns_exactly_what_changed(project):
 
     assert _ran(_dvc(proj, env, "repro")) == []  # nothing changed: nothing runs
 
-    # A train-only parameter: train and evaluate rerun, nothing is rendered or converted.
+    # A train-only parameter: train, rl and evaluate rerun, nothing is rendered or converted.
     out = _dvc(proj, env, "exp", "run", "-S", "train.lr=0.001")
-    assert _ran(out) == ["train", "evaluate"]
+    assert _ran(out) == ["train", "rl", "evaluate"]
     shown = json.loads(_dvc(proj, env, "exp", "show", "--json"))
     text = json.dumps(shown)
     assert '"metrics/eval.json"' in text and '"metrics/train.json"' in text and '"lr": 0.001' in text

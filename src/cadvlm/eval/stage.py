@@ -11,7 +11,11 @@ Methods, each scored the same way (`cadvlm.eval.scoring`): `model` (greedy answe
 well. With `real_dir` set, the same methods are also scored on a folder of DeepCAD JSON parts,
 rendered as the model's training pictures were (`cadvlm.eval.real`), into metrics/eval_real.json;
 with `train_parts` N, the model and the oracle on the first N training pictures, into
-metrics/eval_train.json (fitted, or memorised without generalising?).
+metrics/eval_train.json (fitted, or memorised without generalising?). With `sft_model_dir` (the
+train stage's folder, when the rl stage wrote `model_dir`), the SFT model's greedy answers on the
+test split are scored too, into metrics/eval_sft.json with eval.json's keys and baselines, so
+`dvc metrics diff` shows what RL changed; when the two folders hold the same files (rl.steps 0),
+its rows are the model's.
 
 Files whose bytes depend only on the inputs: eval.json, eval_real.json, eval_train.json,
 eval_families.json, samples.csv, real_samples.csv, families.csv, generations.jsonl, compare.png.
@@ -58,6 +62,7 @@ class EvalConfig:
     real_dir: Path | None = None  # a folder of DeepCAD JSON parts to evaluate on as well (None = none)
     train_parts: int = 0  # the first N training pictures scored as well: does the model fit its own data? (0 = none)
     constrained: bool = True  # greedy decoding kept to valid compact programs (cadvlm.decode.constrain)
+    sft_model_dir: Path | None = None  # the SFT model, scored beside the final one (metrics/eval_sft.json)
     score: ScoreConfig = field(default_factory=ScoreConfig)
 
     @classmethod
@@ -71,6 +76,7 @@ class EvalConfig:
                    real_dir=Path(e["real_dir"]) if e.get("real_dir") else None,
                    train_parts=int(e.get("train_parts") or 0),
                    constrained=bool(e.get("constrained", True)),
+                   sft_model_dir=Path(e["sft_model_dir"]) if e.get("sft_model_dir") else None,
                    score=ScoreConfig(workers=int(e["workers"]), timeout_s=float(e["timeout_s"]),
                                      seed=int(params["base"]["seed"]), n_points=int(e["n_points"])))
 
@@ -256,6 +262,7 @@ def run_stage(cfg: EvalConfig, generate: Callable[[list], list[str]] | None = No
         if cfg.real_dir is not None:
             real = _evaluate_real(cfg, runner, manifest, code, pool, constant, train, render_params)
         fit = _evaluate_train(cfg, runner, train, code, pool) if cfg.train_parts > 0 and train else None
+        sft = _evaluate_sft(cfg, records, truths, test, code, pool) if cfg.sft_model_dir else None
         timing["worker_restarts"] = pool.restarts
 
     write_rows_csv(test["rows"], cfg.out_dir / "samples.csv")
@@ -271,9 +278,13 @@ def run_stage(cfg: EvalConfig, generate: Callable[[list], list[str]] | None = No
     if fit is not None:
         fit_metrics = method_metrics(cfg, fit["rows"], None, None, f"training parts ({fit['n_pictures']} pictures):")
     write_json(dict(fit_metrics, train_parts=cfg.train_parts), cfg.beside("eval_train.json"))
+    if sft is not None:
+        sft_metrics = method_metrics(cfg, sft["rows"], constant, None, f"the SFT model ({cfg.sft_model_dir}):")
+        write_json(dict(sft_metrics, same_as_model=sft["same"]), cfg.beside("eval_sft.json"))
     seconds = {"test": _per_part(test["seconds"], len(records)),
                "real": _per_part(real["seconds"], real["n_pictures"]) if real else None,
                "train": _per_part(fit["seconds"], fit["n_pictures"]) if fit else None,
+               "sft": _per_part(sft["seconds"], len(records)) if sft and not sft["same"] else None,
                "stage": {k: rounded(v, 4) if isinstance(v, float) else v
                          for k, v in dict(timing, total_s=time.perf_counter() - t_start).items()}}
     write_json(seconds, cfg.beside("eval_timing.json"))
@@ -314,3 +325,29 @@ def _evaluate_train(cfg: EvalConfig, runner: ModelRunner, train: list, code, poo
     out = evaluate_records(replace(cfg, rac_samples=0, nearest_baseline=False), runner, records, truths, code, pool,
                            None, [], None)
     return {"rows": out["rows"], "seconds": out["seconds"], "n_pictures": len(records)}
+
+
+def same_files(a: Path, b: Path) -> bool:
+    """Two model folders holding the same files, byte for byte (rl.steps 0 passes SFT through)."""
+    import filecmp
+
+    names = lambda d: sorted(p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file())
+    files = names(a)
+    return files == names(b) and all(filecmp.cmp(a / f, b / f, shallow=False) for f in files)
+
+
+def _evaluate_sft(cfg: EvalConfig, records: list, truths: list, test: dict, code, pool) -> dict:
+    """The SFT model's greedy answers on the test split, scored beside the final model's baselines."""
+    baselines = [r for r in test["rows"] if r["method"] not in ("model", "rac")]
+    if same_files(cfg.sft_model_dir, cfg.model_dir):
+        return {"rows": [r for r in test["rows"] if r["method"] == "model"] + baselines, "same": True,
+                "seconds": {}}
+    runner = ModelRunner(replace(cfg, model_dir=cfg.sft_model_dir, rac_samples=0),
+                         constrain=code if cfg.constrained else None)
+    runner.load()
+    t0 = time.perf_counter()
+    answers = runner.greedy(records)
+    seconds = {"model": time.perf_counter() - t0}
+    samples = [{"id": r.model_id, "method": "model", "answer": a, "truth": t} for r, a, t in zip(records, answers, truths)]
+    rows = score_answers(samples, cfg.score, code, pool, desc="scoring the SFT model")
+    return {"rows": rows + baselines, "same": False, "seconds": seconds}
