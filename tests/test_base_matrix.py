@@ -1,4 +1,4 @@
-"""Every base family a user would pick, through the whole model path: train -> models/ -> evaluate -> predict.
+"""Every base family a user would pick, through the whole model path: train -> rl -> evaluate -> predict.
 
 Each base is a tiny random-weight model of the real class with the family's tokenizer class, image
 processor and real chat template (tests/tiny_bases.py), used as `model.base` (a local folder), plus
@@ -95,8 +95,22 @@ def test_base_trains_evaluates_and_predicts(family, tmp_path, eval_project):
     assert any("lora_" in k and any(v in k.split(".") for v in ("vision_tower", "visual", "vision_model"))
                for k in keys), "no adapter on the vision tower"
 
+    # The rl stage: one GRPO step on the LoRA adapter (the fake answers never build: every reward is the
+    # penalty, so what is checked is that sampling, rewarding and saving run for this family).
+    from cadvlm.rl.grpo import run_rl
+
+    params["rl"] = {"steps": 1, "reward": "iou", "invalid_penalty": -1.0, "group_size": 2, "prompts_per_step": 2,
+                    "temperature": 1.0, "kl": 0.0, "lr": 1e-4, "max_new_tokens": 8, "prompts": "train",
+                    "workers": 1, "timeout_s": 60, "cpu_threads": 1, "seed": None, "progress": False}
+    rl = run_rl(params, root / "models", root / "data/converted", root / "data/rendered", root / "models_rl",
+                tmp_path / "rl_ckpt")
+    t["rl"] = time.perf_counter()
+    assert rl["answers"] == 4 and rl["prompts"] == 8
+    assert json.loads((root / "models_rl" / "cadvlm_model.json").read_text()) == manifest
+    assert (root / "models_rl" / "adapter_model.safetensors").is_file()
+
     cfg = EvalConfig(converted_dir=eval_project / "converted", rendered_dir=eval_project / "rendered",
-                     extracted_dir=eval_project / "extracted", model_dir=root / "models",
+                     extracted_dir=eval_project / "extracted", model_dir=root / "models_rl",
                      out_dir=tmp_path / "eval", metrics_path=tmp_path / "metrics" / "eval.json", max_new_tokens=8,
                      batch_size=2, baseline_candidates=0, nearest_baseline=False, sheet_samples=0, bootstrap=0,
                      score=ScoreConfig(workers=1, timeout_s=60, progress=False, n_points=512))
@@ -108,12 +122,12 @@ def test_base_trains_evaluates_and_predicts(family, tmp_path, eval_project):
 
     pic = tmp_path / "grid.png"
     Image.new("RGB", (96, 96), "white").save(pic)
-    code = main(["predict", str(pic), "--model", str(root / "models"), "-o", str(tmp_path / "pred"),
+    code = main(["predict", str(pic), "--model", str(root / "models_rl"), "-o", str(tmp_path / "pred"),
                  "--max-new-tokens", "8", "--device", "cpu"])
     t["predict"] = time.perf_counter()
     assert code in (0, 1)  # 0: the noise built a part (unlikely); 1: it did not, the answer is still written
     assert (tmp_path / "pred" / "answer.txt").is_file()
-    steps = ("build", "train", "evaluate", "predict")
+    steps = ("build", "train", "rl", "evaluate", "predict")
     TIMES[family] = {s: round(t[s] - t[prev], 1) for prev, s in zip(("start",) + steps, steps)}
     print(f"{family}: {TIMES[family]}")
 

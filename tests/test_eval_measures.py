@@ -169,7 +169,7 @@ def stage_run(tmp_path_factory):
     cfg = EvalConfig(converted_dir=root / "converted", rendered_dir=root / "rendered", model_dir=root / "models",
                      extracted_dir=root / "extracted", out_dir=root / "eval",
                      metrics_path=root / "metrics" / "eval.json",
-                     baseline_candidates=2, sheet_samples=0, rac_samples=2, real_dir=real_dir, train_parts=3,
+                     baseline_candidates=2, sheet_samples=0, rac_samples=2, rac_nearest=2, real_dir=real_dir, train_parts=3,
                      score=ScoreConfig(workers=2, timeout_s=60, progress=False))
     out = run_stage(cfg, generate=fake_generate, sample=make_fake_sample(real_dir))
     return cfg, out
@@ -178,8 +178,8 @@ def stage_run(tmp_path_factory):
 def test_every_method_has_intervals(stage_run):
     cfg, _ = stage_run
     m = json.loads(cfg.metrics_path.read_text())
-    methods = {"model": m, "rac": m["rac"], **m["baselines"]}
-    assert set(methods) == {"model", "rac", "oracle", "constant", "nearest"}
+    methods = {"model": m, "rac": m["rac"], "rac_nearest": m["rac_nearest"], **m["baselines"]}
+    assert set(methods) == {"model", "rac", "rac_nearest", "oracle", "constant", "nearest"}
     for name, s in methods.items():
         lo, hi = s["chamfer_median_ci95"]
         assert lo <= s["chamfer_median"] <= hi, name
@@ -202,8 +202,22 @@ def test_render_and_compare_finds_the_right_answer(stage_run):
     assert timing["test"]["rac_seconds_per_part"] >= timing["test"]["model_seconds_per_part"] >= 0
     with open(cfg.out_dir / "samples.csv") as f:
         rows = list(csv.DictReader(f))
-    assert {r["method"] for r in rows} == {"model", "rac", "oracle", "constant", "nearest"}
+    assert {r["method"] for r in rows} == {"model", "rac", "rac_nearest", "oracle", "constant", "nearest"}
     assert all(r["truth_ops"] and r["truth_curve_types"] for r in rows)
+
+
+def test_answers_checked_against_retrieval(stage_run):
+    """rac_nearest: the greedy, the sampled and the 2 nearest training answers; the right one (sampled) wins."""
+    cfg, _ = stage_run
+    m = json.loads(cfg.metrics_path.read_text())
+    near = m["rac_nearest"]
+    assert near["nearest"] == 2 and near["n"] == N_TEST and near["invalid_ratio"] == 0.0
+    assert near["iou_mean"] >= m["rac"]["iou_mean"] - 1e-9 and near["iou_mean"] > 0.99
+    assert 0 <= near["chose_a_training_answer"] <= N_TEST
+    lines = [json.loads(x) for x in (cfg.out_dir / "generations.jsonl").read_text().splitlines()]
+    assert all(len(x["rac_nearest"]["scores"]) == 1 + 2 + 2 for x in lines)
+    timing = json.loads(cfg.beside("eval_timing.json").read_text())
+    assert timing["test"]["rac_nearest_seconds_per_part"] >= timing["test"]["model_seconds_per_part"]
 
 
 def test_families_metric_and_plot(stage_run):

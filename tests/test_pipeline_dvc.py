@@ -32,6 +32,7 @@ SMALL = {
                        "heads": 2, "vision_hidden_size": 32, "vision_layers": 1}},
     "train": {"epochs": 1, "batch_size": 4, "eval_batch_size": 4, "evals_per_epoch": 1, "save_steps": 1000,
               "progress": False},
+    "rl": {"steps": 2, "group_size": 2, "prompts_per_step": 2, "max_new_tokens": 48, "workers": 1},
     "eval": {"max_new_tokens": 48, "batch_size": 4, "baseline_candidates": 2, "sheet_samples": 4,
              "n_points": 1024},
 }
@@ -96,6 +97,9 @@ def test_repro_reruns_exactly_what_changed(project):
     assert _ran(out) == STAGES
     for name in ("extract", "render", "convert", "train", "rl", "eval", "eval_sft"):
         assert (proj / "metrics" / f"{name}.json").is_file(), name
+    rl = json.loads((proj / "metrics" / "rl.json").read_text())
+    assert rl["steps"] == 2 and rl["answers"] == 8 and (proj / "models" / "cadvlm_model.json").is_file()
+    assert json.loads((proj / "metrics" / "eval_sft.json").read_text())["same_as_model"] is False
     chosen = sum(json.loads((proj / "metrics" / "extract.json").read_text())["selected"].values())
     assert chosen == 24
     assert json.loads((proj / "metrics" / "render.json").read_text())["this_run"]["rendered"] == chosen

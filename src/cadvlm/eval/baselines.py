@@ -107,3 +107,11 @@ def nearest_answers(train: list, queries: list, px: int = RETRIEVAL_PX) -> list[
     base, q = thumbnails([r.image for r in train], px), thumbnails([r.image for r in queries], px)
     d = (q * q).sum(1)[:, None] - 2.0 * q @ base.T + (base * base).sum(1)[None, :]
     return [train[int(i)].answer for i in d.argmin(axis=1)]
+
+
+def nearest_k_answers(train: list, queries: list, k: int, px: int = RETRIEVAL_PX) -> list[list[str]]:
+    """The answers of the k closest training pictures for each query, closest first."""
+    base, q = thumbnails([r.image for r in train], px), thumbnails([r.image for r in queries], px)
+    d = (q * q).sum(1)[:, None] - 2.0 * q @ base.T + (base * base).sum(1)[None, :]
+    order = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return [[train[int(i)].answer for i in row] for row in order]

@@ -38,7 +38,8 @@ from cadvlm.eval.report import (format_summary, pick_for_sheet, rounded, summari
                                 write_rows_csv, write_sheet)
 from cadvlm.eval.scoring import ScoreConfig, make_pool, score_answers
 
-METHODS = ("model", "rac", "oracle", "constant", "nearest")
+METHODS = ("model", "rac", "rac_nearest", "oracle", "constant", "nearest")
+CHOSEN = ("rac", "rac_nearest")  # the model's answers chosen by how their rebuilt views match the picture
 WARMUP_EXTRA = ("cadvlm.render_compare", "cadvlm.render.views", "cadvlm.render.pipeline", "cadvlm.eval.real")
 
 
@@ -59,6 +60,7 @@ class EvalConfig:
     bootstrap: int = RESAMPLES  # resamples for the 95% intervals (0 = none)
     rac_samples: int = 0  # render-and-compare: sampled answers per part besides the greedy one (0 = off)
     rac_temperature: float = 0.7
+    rac_nearest: int = 0  # render-and-compare over the greedy, the sampled and the k nearest training answers (0 = off)
     real_dir: Path | None = None  # a folder of DeepCAD JSON parts to evaluate on as well (None = none)
     train_parts: int = 0  # the first N training pictures scored as well: does the model fit its own data? (0 = none)
     constrained: bool = True  # greedy decoding kept to valid compact programs (cadvlm.decode.constrain)
@@ -73,6 +75,7 @@ class EvalConfig:
                    nearest_baseline=bool(e.get("nearest_baseline", True)), sheet_samples=int(e["sheet_samples"]),
                    cpu_threads=int(e.get("cpu_threads", 0)), bootstrap=int(e.get("bootstrap", RESAMPLES)),
                    rac_samples=int(e.get("rac_samples") or 0), rac_temperature=float(e.get("rac_temperature", 0.7)),
+                   rac_nearest=int(e.get("rac_nearest") or 0),
                    real_dir=Path(e["real_dir"]) if e.get("real_dir") else None,
                    train_parts=int(e.get("train_parts") or 0),
                    constrained=bool(e.get("constrained", True)),
@@ -131,19 +134,35 @@ class ModelRunner:
 
 
 def _render_compare(cfg: EvalConfig, runner: ModelRunner, records: list, greedy: list[str], code, render_params,
-                    pool) -> tuple[list[str], list[dict], float]:
-    """The rac answers: the greedy answer and rac_samples sampled ones, the best-looking kept."""
+                    pool, train: list) -> dict:
+    """The rac answers (the greedy answer and rac_samples sampled ones, the best-looking kept) and, with
+    rac_nearest k, the rac_nearest answers (the same candidates plus the k nearest training pictures'
+    answers): {method: (answers, info, seconds)}."""
     from cadvlm.data.conversations import load_image
+    from cadvlm.eval.baselines import nearest_k_answers
     from cadvlm.render_compare import select_answers
 
     t0 = time.perf_counter()
-    sampled = runner.sample(records, cfg.rac_samples)
-    candidates = [[g] + list(s) for g, s in zip(greedy, sampled)]
+    sampled = runner.sample(records, cfg.rac_samples) if cfg.rac_samples > 0 else [[] for _ in records]
+    t_sampled = time.perf_counter() - t0
+    pictures = [load_image(r.image) for r in records]
     views = [None if r.view in (None, "grid") else r.view for r in records]
-    choices = select_answers(pool, [load_image(r.image) for r in records], candidates, code, render_params, views)
-    info = [{"index": c.index, "scores": [None if s is None else round(s, 4) for s in c.scores],
-             "built": c.n_built} for c in choices]
-    return [c.answer for c in choices], info, time.perf_counter() - t0
+    out = {}
+    pools = {"rac": [[g] + list(s) for g, s in zip(greedy, sampled)]} if cfg.rac_samples > 0 else {}
+    t_near = 0.0
+    if cfg.rac_nearest > 0 and train:
+        t1 = time.perf_counter()
+        near = nearest_k_answers(train, records, cfg.rac_nearest)
+        t_near = time.perf_counter() - t1
+        pools["rac_nearest"] = [[g] + list(s) + n for g, s, n in zip(greedy, sampled, near)]
+    for method, candidates in pools.items():
+        t1 = time.perf_counter()
+        choices = select_answers(pool, pictures, candidates, code, render_params, views)
+        info = [{"index": c.index, "scores": [None if s is None else round(s, 4) for s in c.scores],
+                 "built": c.n_built} for c in choices]
+        seconds = t_sampled + (t_near if method == "rac_nearest" else 0.0) + time.perf_counter() - t1
+        out[method] = ([c.answer for c in choices], info, seconds)
+    return out
 
 
 def evaluate_records(cfg: EvalConfig, runner: ModelRunner, records: list, truths: list[str], code, pool,
@@ -152,11 +171,13 @@ def evaluate_records(cfg: EvalConfig, runner: ModelRunner, records: list, truths
     runner.load()
     t0 = time.perf_counter()
     answers = runner.greedy(records)
-    out = {"answers": answers, "rac": None, "seconds": {"model": time.perf_counter() - t0}}
-    if cfg.rac_samples > 0:
-        rac, info, seconds = _render_compare(cfg, runner, records, answers, code, render_params or {}, pool)
-        out["rac"], out["rac_info"] = rac, info
-        out["seconds"]["rac"] = out["seconds"]["model"] + seconds  # the greedy answer is one of its candidates
+    out = {"answers": answers, "seconds": {"model": time.perf_counter() - t0}}
+    out["chosen"] = {}
+    if cfg.rac_samples > 0 or cfg.rac_nearest > 0:
+        chosen = _render_compare(cfg, runner, records, answers, code, render_params or {}, pool, train)
+        for method, (picked, info, seconds) in chosen.items():
+            out["chosen"][method] = (picked, info)
+            out["seconds"][method] = out["seconds"]["model"] + seconds  # the greedy answer is one of its candidates
     nearest = None
     if cfg.nearest_baseline and train:
         t0 = time.perf_counter()
@@ -166,8 +187,8 @@ def evaluate_records(cfg: EvalConfig, runner: ModelRunner, records: list, truths
     for k, (r, truth) in enumerate(zip(records, truths)):
         sid = r.model_id
         samples.append({"id": sid, "method": "model", "answer": answers[k], "truth": truth})
-        if out["rac"] is not None:
-            samples.append({"id": sid, "method": "rac", "answer": out["rac"][k], "truth": truth})
+        for method, (picked, _) in out["chosen"].items():
+            samples.append({"id": sid, "method": method, "answer": picked[k], "truth": truth})
         samples.append({"id": sid, "method": "oracle", "answer": oracle_answer(Path(truth), sid, code), "truth": truth})
         if constant is not None:
             samples.append({"id": sid, "method": "constant", "answer": constant["answer"], "truth": truth,
@@ -180,17 +201,24 @@ def evaluate_records(cfg: EvalConfig, runner: ModelRunner, records: list, truths
     return out
 
 
-def method_metrics(cfg: EvalConfig, rows: list[dict], constant: dict | None, rac_info: list | None,
+def method_metrics(cfg: EvalConfig, rows: list[dict], constant: dict | None, chosen: dict | None,
                    title: str) -> dict:
-    """eval.json's shape: the model's figures at the top, the other methods beside them."""
+    """eval.json's shape: the model's figures at the top, the other methods beside them.
+    chosen: {rac | rac_nearest: (answers, per-part choice info)}."""
     summary = summarise_methods(rows, METHODS, cfg.score.seed, cfg.bootstrap)
     print(title)
     metrics = dict(summary["model"])
-    metrics["baselines"] = {m: summary[m] for m in summary if m not in ("model", "rac")}
-    if "rac" in summary:
-        metrics["rac"] = dict(summary["rac"], samples=cfg.rac_samples, temperature=cfg.rac_temperature,
-                              candidates_built_mean=rounded(sum(i["built"] for i in rac_info) / max(1, len(rac_info))),
-                              changed_from_greedy=sum(1 for i in rac_info if i["index"] != 0))
+    metrics["baselines"] = {m: summary[m] for m in summary if m != "model" and m not in CHOSEN}
+    for method, (_, info) in (chosen or {}).items():
+        if method not in summary:
+            continue
+        metrics[method] = dict(summary[method], samples=cfg.rac_samples, temperature=cfg.rac_temperature,
+                               candidates_built_mean=rounded(sum(i["built"] for i in info) / max(1, len(info))),
+                               changed_from_greedy=sum(1 for i in info if i["index"] != 0))
+        if method == "rac_nearest":
+            n = 1 + cfg.rac_samples
+            metrics[method].update(nearest=cfg.rac_nearest,
+                                   chose_a_training_answer=sum(1 for i in info if i["index"] >= n))
     if constant is not None:
         metrics["baselines"]["constant"]["chosen"] = {
             "train_id": constant["train_id"], "val_chamfer_median": rounded(constant["val_chamfer_median"]),
@@ -246,8 +274,8 @@ def run_stage(cfg: EvalConfig, generate: Callable[[list], list[str]] | None = No
         with open(cfg.out_dir / "generations.jsonl", "w", encoding="utf-8") as f:
             for k, (r, a) in enumerate(zip(records, test["answers"])):
                 line = {"id": r.id, "answer": a}
-                if test["rac"] is not None:
-                    line["rac"] = dict(test["rac_info"][k], answer=test["rac"][k])
+                for method, (picked, info) in test["chosen"].items():
+                    line[method] = dict(info[k], answer=picked[k])
                 f.write(json.dumps(line, ensure_ascii=False) + "\n")
 
         t0 = time.perf_counter()
@@ -266,8 +294,7 @@ def run_stage(cfg: EvalConfig, generate: Callable[[list], list[str]] | None = No
         timing["worker_restarts"] = pool.restarts
 
     write_rows_csv(test["rows"], cfg.out_dir / "samples.csv")
-    metrics = method_metrics(cfg, test["rows"], constant, test.get("rac_info"),
-                             f"test split ({len(records)} pictures):")
+    metrics = method_metrics(cfg, test["rows"], constant, test["chosen"], f"test split ({len(records)} pictures):")
     write_json(metrics, cfg.metrics_path)
     write_families(cfg.out_dir / "samples.csv", cfg.beside("eval_families.json"), cfg.out_dir / "families.csv",
                    METHODS)
@@ -304,7 +331,7 @@ def _evaluate_real(cfg: EvalConfig, runner: ModelRunner, manifest, code, pool, c
             raise ValueError(f"eval.real_dir {cfg.real_dir}: no part could be drawn ({skipped})")
         out = evaluate_records(cfg, runner, records, truths, code, pool, constant, train, render_params)
     write_rows_csv(out["rows"], cfg.out_dir / "real_samples.csv")
-    metrics = method_metrics(cfg, out["rows"], constant, out.get("rac_info"),
+    metrics = method_metrics(cfg, out["rows"], constant, out["chosen"],
                              f"real parts from {cfg.real_dir} ({len(records)} pictures, skipped {skipped or 'none'}):")
     metrics.update(real_dir=str(cfg.real_dir), n_files=len({r.model_id for r in records}) + sum(skipped.values()),
                    skipped=skipped)
@@ -322,7 +349,8 @@ def _evaluate_train(cfg: EvalConfig, runner: ModelRunner, train: list, code, poo
     """
     records = train[:cfg.train_parts]
     truths = [str(cfg.extracted_dir / "json" / f"{r.model_id}.json") for r in records]
-    out = evaluate_records(replace(cfg, rac_samples=0, nearest_baseline=False), runner, records, truths, code, pool,
+    out = evaluate_records(replace(cfg, rac_samples=0, rac_nearest=0, nearest_baseline=False), runner, records,
+                           truths, code, pool,
                            None, [], None)
     return {"rows": out["rows"], "seconds": out["seconds"], "n_pictures": len(records)}
 
@@ -338,11 +366,11 @@ def same_files(a: Path, b: Path) -> bool:
 
 def _evaluate_sft(cfg: EvalConfig, records: list, truths: list, test: dict, code, pool) -> dict:
     """The SFT model's greedy answers on the test split, scored beside the final model's baselines."""
-    baselines = [r for r in test["rows"] if r["method"] not in ("model", "rac")]
+    baselines = [r for r in test["rows"] if r["method"] != "model" and r["method"] not in CHOSEN]
     if same_files(cfg.sft_model_dir, cfg.model_dir):
         return {"rows": [r for r in test["rows"] if r["method"] == "model"] + baselines, "same": True,
                 "seconds": {}}
-    runner = ModelRunner(replace(cfg, model_dir=cfg.sft_model_dir, rac_samples=0),
+    runner = ModelRunner(replace(cfg, model_dir=cfg.sft_model_dir, rac_samples=0, rac_nearest=0),
                          constrain=code if cfg.constrained else None)
     runner.load()
     t0 = time.perf_counter()

@@ -121,10 +121,9 @@ def rl_config(pr: dict, seed: int, out: Path, on_gpu: bool, n_rows: int):
 def run_rl(params: dict, sft_dir, converted_dir, image_root, out_dir, checkpoint_dir,
            live_dir=None, metrics_path=None) -> dict:
     """Run the rl stage; returns the metrics (also written to `metrics_path`)."""
-    from datasets import Dataset
     from trl import GRPOTrainer
 
-    from cadvlm.rl.prompts import fresh_rows, training_rows, unlabeled_rows
+    from cadvlm.rl.prompts import fresh_rows, to_dataset, training_rows, unlabeled_rows
     from cadvlm.train import make_deterministic
 
     t0 = time.time()
@@ -156,7 +155,7 @@ def run_rl(params: dict, sft_dir, converted_dir, image_root, out_dir, checkpoint
                 raise ValueError("rl.prompts=unlabeled needs rl.unlabeled_dir (a folder of pictures)")
             rows = unlabeled_rows(Path(pr["unlabeled_dir"]), info)
         elif source == "fresh":
-            rows = fresh_rows(int(pr["fresh_parts"]), seed, info, reward.pool)
+            rows = fresh_rows(int(pr["fresh_parts"]), seed, info, reward.pool, Path(checkpoint_dir) / "fresh")
         else:
             raise ValueError(f"rl.prompts must be train, unlabeled or fresh, not {source!r}")
         if pr["reward"] != "views" and any(r["truth"] is None for r in rows):
@@ -164,7 +163,7 @@ def run_rl(params: dict, sft_dir, converted_dir, image_root, out_dir, checkpoint
         model, processor = _load_policy(sft_dir, info, on_gpu)
         config = rl_config(pr, seed, Path(checkpoint_dir), on_gpu, len(rows))
         live = RLLiveCallback(live_dir, reward) if live_dir else None
-        trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=config, train_dataset=Dataset.from_list(rows),
+        trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=config, train_dataset=to_dataset(rows),
                               processing_class=processor, callbacks=[live] if live else None)
         t_train = time.time()
         result = trainer.train()

@@ -1,9 +1,10 @@
 """What the RL stage shows the model: pictures, each with the truth its reward compares against.
 
 Three sources (`rl.prompts`), each a list of rows in the shape TRL's GRPOTrainer reads: a
-conversational `prompt` whose image block TRL fills from `image`, plus the columns the reward
-takes (`truth`: the answer the model is taught to write, or None; `view`: the view a
-separate-layout picture shows):
+conversational `prompt` whose image block TRL fills from `image` (a PNG path, decoded as RGB when
+a batch needs it, as evaluate's `load_image` does: a thousand 1024 px sheets held in memory would
+take gigabytes), plus the columns the reward takes (`truth`: the answer the model is taught to
+write, or None; `view`: the view a separate-layout picture shows):
 - `train`: the training split's pictures and answers (the default);
 - `unlabeled`: every PNG of `rl.unlabeled_dir`, with no truth, for the `views` reward (renders of
   real parts, say, that have no code);
@@ -23,16 +24,23 @@ from cadvlm.data.conversations import load_conversations, to_messages
 FRESH_SEED_OFFSET = 1_000_003  # fresh parts draw from base.seed + this: a stream the data stages never use
 
 
-def _row(prompt: str, image: Image.Image, truth: str | None, view: str | None) -> dict:
-    return {"prompt": to_messages(prompt), "image": image, "truth": truth, "view": view}
+def _row(prompt: str, image: Path, truth: str | None, view: str | None) -> dict:
+    return {"prompt": to_messages(prompt), "image": str(image), "truth": truth, "view": view}
+
+
+def to_dataset(rows: list[dict]):
+    """A `datasets.Dataset` whose `image` column opens each picture lazily, as RGB."""
+    from datasets import Dataset, Image as ImageFeature
+
+    columns = {k: [r[k] for r in rows] for k in ("prompt", "image", "truth", "view")}
+    return Dataset.from_dict(columns).cast_column("image", ImageFeature(mode="RGB"))
 
 
 def training_rows(converted_dir: Path, image_root: Path, limit: int = 0) -> list[dict]:
     """The training split's pictures with their answers (the first `limit`, 0 = all)."""
     records = load_conversations(Path(converted_dir) / "train.json", image_root)
     records = records[:limit] if limit else records
-    return [_row(r.prompt, Image.open(r.image).convert("RGB"), r.answer, None if r.view in (None, "grid") else r.view)
-            for r in records]
+    return [_row(r.prompt, r.image, r.answer, None if r.view in (None, "grid") else r.view) for r in records]
 
 
 def unlabeled_rows(folder: Path, manifest) -> list[dict]:
@@ -40,7 +48,7 @@ def unlabeled_rows(folder: Path, manifest) -> list[dict]:
     paths = sorted(Path(folder).rglob("*.png"))
     if not paths:
         raise ValueError(f"rl.unlabeled_dir {folder} holds no PNG picture")
-    return [_row(manifest.prompt(), Image.open(p).convert("RGB"), None, None) for p in paths]
+    return [_row(manifest.prompt(), p, None, None) for p in paths]
 
 
 def _fresh_part(task: dict) -> dict:
@@ -57,8 +65,9 @@ def _fresh_part(task: dict) -> dict:
     return {"answer": task["code"].answer(model), "pictures": list(pictures.values())}
 
 
-def fresh_rows(n: int, seed: int, manifest, pool) -> list[dict]:
-    """n generated parts (indices 0..n-1 of the fresh stream), drawn in the sandbox pool; failures skipped."""
+def fresh_rows(n: int, seed: int, manifest, pool, folder: Path) -> list[dict]:
+    """n generated parts (indices 0..n-1 of the fresh stream), drawn in the sandbox pool into `folder`;
+    failures skipped."""
     from cadvlm.render.pipeline import RenderJob
 
     if manifest.layout not in ("grid", "separate"):
@@ -70,6 +79,8 @@ def fresh_rows(n: int, seed: int, manifest, pool) -> list[dict]:
         if out.status != "ok":
             continue  # a part that failed to build or draw in time is left out
         view = manifest.views[0] if manifest.layout == "separate" else None  # separate: the first view
-        image = Image.fromarray(out.value["pictures"][0]).convert("RGB")
-        rows[out.index] = _row(manifest.prompt(view), image, out.value["answer"], view)
+        path = Path(folder) / f"fresh{out.index:06d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(out.value["pictures"][0]).save(path)
+        rows[out.index] = _row(manifest.prompt(view), path, out.value["answer"], view)
     return [r for r in rows if r is not None]
