@@ -27,7 +27,7 @@ def _train(root: Path, dest: Path) -> dict:
     done = subprocess.run([sys.executable, str(REPO / "stages" / "train.py"), "--root", str(root)],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
-    shutil.copytree(root / "models", dest)
+    shutil.copytree(root / "models_sft", dest)
     return json.loads((root / "metrics" / "train.json").read_text())
 
 

@@ -64,8 +64,8 @@ def _check_two_process_run(root: Path, done: subprocess.CompletedProcess, n_trai
     steps = (root / "metrics" / "train" / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()[1:]
     assert len(steps) == n_train // (batch * 2)  # one epoch, the batches split between the 2 processes
     wrote = [line for line in done.stdout.splitlines() if line.startswith("[train] wrote")]
-    assert wrote == [f"[train] wrote {root / 'models'} (process 0 of 2)"]
-    manifest = json.loads((root / "models" / "cadvlm_model.json").read_text())
+    assert wrote == [f"[train] wrote {root / 'models_sft'} (process 0 of 2)"]
+    manifest = json.loads((root / "models_sft" / "cadvlm_model.json").read_text())
     assert manifest["weights"] == "full"
 
 
@@ -81,7 +81,7 @@ def test_two_cpu_processes_train_together(tmp_path, launcher):
     _check_two_process_run(root, done, 16, 2)
     from cadvlm.model.load import load_trained
 
-    model, _ = load_trained(root / "models", device="cpu")  # the folder is whole: it loads
+    model, _ = load_trained(root / "models_sft", device="cpu")  # the folder is whole: it loads
     assert not model.training
 
 
@@ -177,7 +177,7 @@ def test_sharded_launchers_on_gpus(tmp_path, config):
                         save_steps=1000, logging_steps=1)
     done = _launch(ACCELERATE + ["--config_file", str(CONFIGS / f"{config}.yaml"), "--num_processes", str(n),
                                  "--main_process_port", _port()], root)
-    assert f"[train] wrote {root / 'models'} (process 0 of {n})" in done.stdout
+    assert f"[train] wrote {root / 'models_sft'} (process 0 of {n})" in done.stdout
     from cadvlm.model.load import load_trained
 
-    load_trained(root / "models")
+    load_trained(root / "models_sft")

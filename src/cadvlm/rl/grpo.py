@@ -42,6 +42,15 @@ def _copy_folder(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, copy_function=link)
 
 
+def _inside(folder: Path, base: str | None) -> bool:
+    """True when a LoRA folder's base is a folder inside it (the tiny base, `base`), not a hub id or a
+    path elsewhere: only then does the final folder need its own copy (never touch a user's base)."""
+    if not base or Path(base).is_absolute():
+        return False
+    inner = (folder / base).resolve()
+    return inner.is_dir() and folder.resolve() in inner.parents
+
+
 def _load_policy(sft_dir: Path, info: ModelManifest, on_gpu: bool):
     """The SFT model, trainable, and its processor."""
     from cadvlm.model.load import load_base
@@ -64,7 +73,7 @@ def _save(model, processor, sft_dir: Path, info: ModelManifest, out_dir: Path) -
     out_dir.mkdir(parents=True)
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
-    if info.weights == "lora" and info.base and (sft_dir / info.base).is_dir():
+    if info.weights == "lora" and _inside(sft_dir, info.base):
         _copy_folder(sft_dir / info.base, out_dir / info.base)  # the tiny base rides inside the folder
     info.write(out_dir)
 
