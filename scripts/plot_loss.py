@@ -15,9 +15,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def read_tsv(path: Path) -> tuple[list[float], list[float]]:
+    """(steps, values) of a DVCLive TSV file: the `step` column and the metric's own."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
-    return [float(r["step"]) for r in rows], [float(r["loss"]) for r in rows]
+    value = [k for k in rows[0] if k != "step"][0]
+    return [float(r["step"]) for r in rows], [float(r[value]) for r in rows]
 
 
 def main() -> None:

@@ -5,21 +5,12 @@ each step's sampled answers (with its spread) and the share of them that failed 
 Usage: python scripts/plot_rl.py [metrics/rl/plots/metrics] [docs/rl.png]
 """
 
-import csv
 import sys
 from pathlib import Path
 
-import matplotlib
+from plot_loss import read_tsv  # scripts/ is on the path when this file runs; it also picks the Agg backend
 
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-
-
-def read_tsv(path: Path) -> tuple[list[float], list[float]]:
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    value = [k for k in rows[0] if k != "step"][0]
-    return [float(r["step"]) for r in rows], [float(r[value]) for r in rows]
 
 
 def main() -> None:

@@ -146,4 +146,4 @@ def test_nearest_picture_answers_by_lookup(tmp_path):
     train = [SimpleNamespace(image=picture(f"t{i}.png", b), answer=f"answer {i}") for i, b in enumerate(boxes)]
     shifted = [(x0 + 6, y0 + 4, x1 + 6, y1 + 4) for x0, y0, x1, y1 in boxes]
     queries = [SimpleNamespace(image=picture(f"q{i}.png", b)) for i, b in reversed(list(enumerate(shifted)))]
-    assert nearest_answers(train, queries) == ["answer 2", "answer 1", "answer 0"]
+    assert [n[0] for n in nearest_answers(train, queries)] == ["answer 2", "answer 1", "answer 0"]

@@ -102,15 +102,9 @@ def thumbnails(paths: list, px: int = RETRIEVAL_PX) -> np.ndarray:
     return out
 
 
-def nearest_answers(train: list, queries: list, px: int = RETRIEVAL_PX) -> list[str]:
-    """The answer of the closest training picture for each query (records with .image/.answer)."""
-    base, q = thumbnails([r.image for r in train], px), thumbnails([r.image for r in queries], px)
-    d = (q * q).sum(1)[:, None] - 2.0 * q @ base.T + (base * base).sum(1)[None, :]
-    return [train[int(i)].answer for i in d.argmin(axis=1)]
-
-
-def nearest_k_answers(train: list, queries: list, k: int, px: int = RETRIEVAL_PX) -> list[list[str]]:
-    """The answers of the k closest training pictures for each query, closest first."""
+def nearest_answers(train: list, queries: list, k: int = 1, px: int = RETRIEVAL_PX) -> list[list[str]]:
+    """The answers of the k closest training pictures for each query, closest first (records with
+    .image/.answer; ties go to the earlier training picture). [0] of each is the lookup baseline's."""
     base, q = thumbnails([r.image for r in train], px), thumbnails([r.image for r in queries], px)
     d = (q * q).sum(1)[:, None] - 2.0 * q @ base.T + (base * base).sum(1)[None, :]
     order = np.argsort(d, axis=1, kind="stable")[:, :k]

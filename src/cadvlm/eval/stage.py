@@ -134,12 +134,11 @@ class ModelRunner:
 
 
 def _render_compare(cfg: EvalConfig, runner: ModelRunner, records: list, greedy: list[str], code, render_params,
-                    pool, train: list) -> dict:
+                    pool, near: list | None, t_near: float) -> dict:
     """The rac answers (the greedy answer and rac_samples sampled ones, the best-looking kept) and, with
-    rac_nearest k, the rac_nearest answers (the same candidates plus the k nearest training pictures'
-    answers): {method: (answers, info, seconds)}."""
+    rac_nearest k, the rac_nearest answers (the same candidates plus `near`, the k nearest training
+    pictures' answers, found in t_near seconds): {method: (answers, info, seconds)}."""
     from cadvlm.data.conversations import load_image
-    from cadvlm.eval.baselines import nearest_k_answers
     from cadvlm.render_compare import select_answers
 
     t0 = time.perf_counter()
@@ -149,12 +148,8 @@ def _render_compare(cfg: EvalConfig, runner: ModelRunner, records: list, greedy:
     views = [None if r.view in (None, "grid") else r.view for r in records]
     out = {}
     pools = {"rac": [[g] + list(s) for g, s in zip(greedy, sampled)]} if cfg.rac_samples > 0 else {}
-    t_near = 0.0
-    if cfg.rac_nearest > 0 and train:
-        t1 = time.perf_counter()
-        near = nearest_k_answers(train, records, cfg.rac_nearest)
-        t_near = time.perf_counter() - t1
-        pools["rac_nearest"] = [[g] + list(s) + n for g, s, n in zip(greedy, sampled, near)]
+    if cfg.rac_nearest > 0 and near is not None:
+        pools["rac_nearest"] = [[g] + list(s) + n[:cfg.rac_nearest] for g, s, n in zip(greedy, sampled, near)]
     for method, candidates in pools.items():
         t1 = time.perf_counter()
         choices = select_answers(pool, pictures, candidates, code, render_params, views)
@@ -171,18 +166,21 @@ def evaluate_records(cfg: EvalConfig, runner: ModelRunner, records: list, truths
     runner.load()
     t0 = time.perf_counter()
     answers = runner.greedy(records)
-    out = {"answers": answers, "seconds": {"model": time.perf_counter() - t0}}
-    out["chosen"] = {}
+    out = {"answers": answers, "seconds": {"model": time.perf_counter() - t0}, "chosen": {}}
+    # One lookup of the nearest training pictures serves the baseline (the closest) and rac_nearest (k).
+    near, t_near = None, 0.0
+    if train and (cfg.nearest_baseline or cfg.rac_nearest > 0):
+        t0 = time.perf_counter()
+        near = nearest_answers(train, records, max(1, cfg.rac_nearest))
+        t_near = time.perf_counter() - t0
     if cfg.rac_samples > 0 or cfg.rac_nearest > 0:
-        chosen = _render_compare(cfg, runner, records, answers, code, render_params or {}, pool, train)
+        chosen = _render_compare(cfg, runner, records, answers, code, render_params or {}, pool, near, t_near)
         for method, (picked, info, seconds) in chosen.items():
             out["chosen"][method] = (picked, info)
             out["seconds"][method] = out["seconds"]["model"] + seconds  # the greedy answer is one of its candidates
-    nearest = None
-    if cfg.nearest_baseline and train:
-        t0 = time.perf_counter()
-        nearest = nearest_answers(train, records)
-        out["seconds"]["nearest"] = time.perf_counter() - t0
+    nearest = [n[0] for n in near] if cfg.nearest_baseline and near is not None else None
+    if nearest is not None:
+        out["seconds"]["nearest"] = t_near
     samples = []
     for k, (r, truth) in enumerate(zip(records, truths)):
         sid = r.model_id

@@ -59,7 +59,7 @@ def _load_policy(sft_dir: Path, info: ModelManifest, on_gpu: bool):
         return load_base(sft_dir, dtype=torch.float32)
     from peft import PeftModel
 
-    base = sft_dir / info.base if (sft_dir / str(info.base)).exists() else info.base
+    base = sft_dir / info.base if _inside(sft_dir, info.base) else info.base
     model, processor = load_base(base, dtype=torch.bfloat16 if on_gpu else torch.float32)
     model = PeftModel.from_pretrained(model, str(sft_dir), is_trainable=True)
     from cadvlm.model.load import load_processor
@@ -106,7 +106,7 @@ class RLLiveCallback(TrainerCallback):
         self.live.end()
 
 
-def rl_config(pr: dict, seed: int, out: Path, on_gpu: bool, n_rows: int):
+def rl_config(pr: dict, seed: int, out: Path, on_gpu: bool):
     """TRL's GRPOConfig from params.yaml's `rl` section."""
     from trl import GRPOConfig
 
@@ -170,7 +170,7 @@ def run_rl(params: dict, sft_dir, converted_dir, image_root, out_dir, checkpoint
         if pr["reward"] != "views" and any(r["truth"] is None for r in rows):
             raise ValueError(f"rl.reward={pr['reward']} needs a truth for every picture; use rl.reward=views")
         model, processor = _load_policy(sft_dir, info, on_gpu)
-        config = rl_config(pr, seed, Path(checkpoint_dir), on_gpu, len(rows))
+        config = rl_config(pr, seed, Path(checkpoint_dir), on_gpu)
         live = RLLiveCallback(live_dir, reward) if live_dir else None
         trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=config, train_dataset=to_dataset(rows),
                               processing_class=processor, callbacks=[live] if live else None)

@@ -70,7 +70,7 @@ def _truth(answer: str, code: CodeFormat, n_points: int, seed: int):
 
 def score_task(task: dict) -> dict:
     """Worker: one answer's reward. -> {"value": float in [0, 1] or None, "reason": why None}."""
-    from cadvlm.metrics import CHAMFER_SCALE as X1000, chamfer, iou, iou_occupancy, prepare
+    from cadvlm.metrics import compare, prepare
     from cadvlm.rebuild import rebuild
 
     code, kind = task["code"], task["kind"]
@@ -89,12 +89,10 @@ def score_task(task: dict) -> dict:
         pred = prepare(built.shape, task["n_points"], task["seed"])
     except Exception:  # an empty or degenerate solid
         return {"value": None, "reason": "empty_solid"}
+    # evaluate's own comparison: Chamfer x1000, and IoU (an occupancy estimate where the boolean fails)
     if kind == "chamfer":
-        return {"value": math.exp(-chamfer(pred, truth) * X1000 / CHAMFER_SCALE), "reason": ""}
-    try:
-        return {"value": float(iou(pred, truth)), "reason": ""}
-    except Exception:  # OpenCascade could not intersect them: the occupancy estimate, as evaluate does
-        return {"value": float(iou_occupancy(pred, truth)), "reason": ""}
+        return {"value": math.exp(-compare(pred, truth, with_iou=False)["chamfer"] / CHAMFER_SCALE), "reason": ""}
+    return {"value": float(compare(pred, truth)["iou"]), "reason": ""}
 
 
 class GeometricReward:
