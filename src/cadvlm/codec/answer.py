@@ -1,7 +1,7 @@
 """The chat answer around CAD code: the wrapper OpenECAD trains on, and getting the code back out.
 
-Both languages (OpenECAD v2 and compact) travel inside the same answer, so this sits below both
-parsers: `CodeParseError` is defined here and raised by either.
+Every language (OpenECAD v2, CadQuery, compact) travels inside the same answer, so this sits below
+every parser: `CodeParseError` is defined here and raised by each.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from cadvlm.cad.model import CADError
 ANSWER_PREFIX = "Of course, here are the codes:\n"
 _FENCE = re.compile(r"```[ \t]*(?:python|py)?[ \t]*\n", re.IGNORECASE)
 # A bare program (no fence) is recognised by a word only that language writes.
-_BARE_MARKERS = {"openecad": "add_", "compact": "extrude"}
+_BARE_MARKERS = {"openecad": ("add_",), "compact": ("extrude",), "cadquery": ("cadquery", "Workplane(", "Sketch(")}
 
 
 class CodeParseError(CADError):
@@ -53,6 +53,6 @@ def answer_code(answer, language: str = "openecad") -> str:
         raise CADError("no_code", "empty answer")
     if "```" in answer:
         return extract_code(answer)
-    if _BARE_MARKERS.get(language, "add_") in answer:
+    if any(m in answer for m in _BARE_MARKERS.get(language, ("add_",))):
         return answer
     raise CADError("no_code", f"no code block and no {language} statement in the answer")

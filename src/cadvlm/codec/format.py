@@ -1,6 +1,7 @@
 """`CodeFormat`: which language the answers are written in, as one value.
 
-A model is trained on one language (OpenECAD v2, or the compact grid at some number of bits) and
+A model is trained on one language (OpenECAD v2, CadQuery Python, or the compact grid at some
+number of bits) and
 must be read back in the same one by everything downstream: convert writes it into
 convert_info.json, train copies it into the model folder's manifest, and evaluate, predict, score
 and serve take it from there. One object carries the pair (name, bits) and knows how to write,
@@ -15,16 +16,18 @@ from pathlib import Path
 
 from cadvlm.cad.model import CADError, CADModel
 from cadvlm.codec.answer import answer_code, wrap_answer
+from cadvlm.codec.cadquery_reader import parse_cadquery
 from cadvlm.codec.compact import DEFAULT_BITS, MAX_BITS, MIN_BITS, parse_compact, write_compact
 from cadvlm.codec.openecad_parser import parse_code
 from cadvlm.codec.openecad_writer import write_code
 
-FORMATS = ("openecad", "compact")
+FORMATS = ("openecad", "compact", "cadquery")
 
 
 @dataclass(frozen=True)
 class CodeFormat:
-    """A code language: 'openecad' (OpenECAD v2, millimetres) or 'compact' (a 2**bits grid)."""
+    """A code language: 'openecad' (OpenECAD v2, millimetres), 'cadquery' (CadQuery Python,
+    millimetres; read from its syntax tree, never run) or 'compact' (a 2**bits grid)."""
 
     name: str = "openecad"
     bits: int = DEFAULT_BITS  # compact only; kept at the default for OpenECAD
@@ -47,10 +50,16 @@ class CodeFormat:
 
     def write(self, model: CADModel, compat: bool = False) -> str:
         """The model's code (compat: OpenECAD's mirrored frames, OpenECAD only)."""
+        if self.name == "cadquery":
+            from cadvlm.codec.cadquery_writer import write_cadquery
+
+            return write_cadquery(model)
         return write_compact(model, self.bits) if self.compact else write_code(model, compat=compat)
 
     def parse(self, code: str, model_id: str | None = None) -> CADModel:
         """Code -> CADModel, never executed (CodeParseError / CADError on bad code)."""
+        if self.name == "cadquery":
+            return parse_cadquery(code, model_id)
         return parse_compact(code, model_id, self.bits) if self.compact else parse_code(code, model_id)
 
     def code_of(self, answer) -> str:
@@ -81,7 +90,7 @@ class CodeFormat:
                    None if longest is None else int(longest))
 
     def describe(self) -> str:
-        return f"compact ({self.bits} bits)" if self.compact else "OpenECAD v2"
+        return {"compact": f"compact ({self.bits} bits)", "cadquery": "CadQuery"}.get(self.name, "OpenECAD v2")
 
 
 def read_converted_format(converted_dir) -> CodeFormat:
