@@ -86,3 +86,37 @@ def test_numbers_are_millimetres_and_models_are_metres():
     (circle,) = model.extrudes[0].profile.loops[0].curves
     assert circle.radius == pytest.approx(0.005) and model.extrudes[0].extent_one == pytest.approx(0.002)
     assert math.isclose(volume(build_solid(model)) * 1e9, math.pi * 25 * 2, rel_tol=1e-9)
+
+
+def test_cadvlm_score_reads_cadquery_and_counts_the_conventions(tmp_path):
+    """Peers' CadQuery folders are scored without running them: two shapes with two samples each,
+    one of which never builds; per prediction 3 of 4 are invalid-free, per shape none is invalid,
+    best of N keeps the exact answer, DeepCAD's scale charges an offset that the unit cube forgives."""
+    import json
+
+    from cadvlm.cad.deepcad_json import model_to_json
+    from cadvlm.cli import main
+
+    truth = tmp_path / "truth"
+    truth.mkdir()
+    plate = SCRIPTS["plate_with_hole"][0]
+    block = "import cadquery as cq\nr = cq.Workplane('XY').box(10, 20, 30)\n"
+    for sid, script in (("a", plate), ("b", block)):
+        (truth / f"{sid}.json").write_text(json.dumps(model_to_json(parse_cadquery(script, sid))))
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    (pred / "a_0.py").write_text(plate)
+    (pred / "a_1.py").write_text(plate.replace("rect(40, 20)", "rect(40, 24)"))
+    (pred / "b_0.py").write_text("import cadquery as cq\nimport os\n")  # refused: counted invalid
+    (pred / "b_1.py").write_text(f"```python\n{block.replace('box(10, 20, 30)', 'box(10, 20, 30).translate((5, 0, 0))')}```")
+    (pred / "b_2.txt").write_text(block.replace("cq.Workplane('XY')", "cq.Workplane('XY', origin=(5, 0, 0))"))
+    out = tmp_path / "m.json"
+    assert main(["score", "--pred", str(pred), "--truth", str(truth), "--json", str(out), "--format", "cadquery",
+                 "--workers", "1", "--deepcad-scale"]) == 0
+    m = json.loads(out.read_text())
+    assert m["n"] == 5 and m["invalid_ratio"] == 0.4 and m["invalid_by_reason"]["parse_error"] == 2
+    conv = m["conventions"]
+    assert conv["per_shape"] == {"n_shapes": 2, "predictions_per_shape_max": 3, "invalid_ratio": 0.0}
+    assert conv["best_of_n"]["n_valid"] == 2 and conv["best_of_n"]["iou_mean"] > 0.9999
+    # b_2 is the block moved by 5 mm: the unit-cube protocol normalises that away, DeepCAD's does not
+    assert m["chamfer_median"] < 0.5 and conv["deepcad_scale"]["chamfer_mean"] > 10 * m["chamfer_mean"]

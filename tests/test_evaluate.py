@@ -218,6 +218,9 @@ def test_flat_predictions_find_nested_truths(deepcad_dir, tmp_path):
     for i in ("00000007", "00003877"):
         shutil.copy(deepcad_dir / "json" / f"{i}.json", tmp_path / "cad_json" / "0000" / f"{i}.json")
     preds = {"00000007": Path("a.py"), "0000/00003877": Path("b.py"), "12345678": Path("c.py")}
-    got = match_truths(preds, tmp_path / "cad_json")
+    preds["00000007_3"] = Path("d.py")  # the fourth sample for 00000007
+    got, shapes = match_truths(preds, tmp_path / "cad_json")
     assert got == {"00000007": tmp_path / "cad_json" / "0000" / "00000007.json",
-                   "0000/00003877": tmp_path / "cad_json" / "0000" / "00003877.json"}
+                   "0000/00003877": tmp_path / "cad_json" / "0000" / "00003877.json",
+                   "00000007_3": tmp_path / "cad_json" / "0000" / "00000007.json"}
+    assert shapes == {"00000007": "00000007", "0000/00003877": "0000/00003877", "00000007_3": "00000007"}

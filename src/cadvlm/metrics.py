@@ -107,6 +107,27 @@ def chamfer(a: PreparedSolid, b: PreparedSolid) -> float:
     return float(np.mean(d_ab ** 2) + np.mean(d_ba ** 2))
 
 
+DEEPCAD_SIZE = 0.75  # DeepCAD scales each part so the largest |coordinate| of its box is this
+
+
+def chamfer_deepcad(pred: PreparedSolid, truth: PreparedSolid) -> float:
+    """Chamfer in DeepCAD's convention (its evaluate_ae_cd.py), not x1000: neither solid is
+    normalised on its own; both stay where the code put them, in the truth's frame, scaled as
+    DeepCAD scales its data (the truth's largest |coordinate| becomes 0.75, no centring). So a part
+    that is right but off-centre or off-size is charged for it, which the unit-cube protocol
+    forgives. Meaningful only when the code is in the truth's frame (OpenECAD and CadQuery written
+    from DeepCAD JSON are; compact code and other systems' normalised outputs are not)."""
+    from cadvlm.geometry.solid import bounding_box
+
+    lo, hi = bounding_box(truth.source)
+    s = DEEPCAD_SIZE / float(np.max(np.abs(np.concatenate([lo, hi]))))
+    a = (pred.points / pred.scale + pred.center) * s
+    b = (truth.points / truth.scale + truth.center) * s
+    d_ab, _ = cKDTree(b).query(a, k=1)
+    d_ba, _ = cKDTree(a).query(b, k=1)
+    return float(np.mean(d_ab ** 2) + np.mean(d_ba ** 2))
+
+
 def _shape_list(shape):
     from OCP.collections import List_TopoDS_Shape
 

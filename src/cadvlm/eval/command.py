@@ -1,4 +1,10 @@
-"""`cadvlm score`: score a folder of generated code (ours, OpenECAD's, anyone's) against DeepCAD truth."""
+"""`cadvlm score`: score a folder of generated code (ours, OpenECAD's, CadQuery from CAD-Recode or
+cadrille, anyone's) against DeepCAD truth, never running it.
+
+Several predictions per shape are named `<id>_<k>.py` (or `<id>/<k>.py`); besides the default
+figures (one row per prediction) the report then counts them per shape and best of N
+(`cadvlm.eval.conventions`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from pathlib import Path
 
 from cadvlm.codec.format import add_format_arguments, format_from_arguments
 from cadvlm.eval.baselines import oracle_answer
+from cadvlm.eval.conventions import convention_figures, format_conventions, shape_id
 from cadvlm.eval.report import format_summary, summarise_methods, write_json, write_rows_csv
 from cadvlm.eval.scoring import TRUTH_ERROR, ScoreConfig, score_answers
 
@@ -21,6 +28,8 @@ def add_arguments_score(p) -> None:
     p.add_argument("--workers", type=int, default=2, help="worker processes (0 = all cores)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds allowed per sample (parse + build + score)")
     p.add_argument("--seed", type=int, default=0, help="point-sampling seed")
+    p.add_argument("--deepcad-scale", action="store_true",
+                   help="also report Chamfer in DeepCAD's convention (code in the truth's own frame only)")
     add_format_arguments(p)
 
 
@@ -33,23 +42,34 @@ def pred_files(pred_dir: Path) -> dict[str, Path]:
     return out
 
 
-def match_truths(preds: dict[str, Path], truth_dir: Path) -> dict[str, Path]:
-    """{prediction id: truth JSON}: <truth>/<id>.json, else the one truth file with the same
-    name anywhere below (flat outputs such as 00000007.py against DeepCAD's cad_json/0000/)."""
-    out, by_stem = {}, None
+def match_truths(preds: dict[str, Path], truth_dir: Path) -> tuple[dict[str, Path], dict[str, str]]:
+    """({prediction id: truth JSON}, {prediction id: shape id}): the truth of <id> is
+    <truth>/<id>.json, else the one truth file with the same name anywhere below (flat outputs
+    such as 00000007.py against DeepCAD's cad_json/0000/); <id>_<k> and <id>/<k> are samples of <id>."""
+    found_at: dict[str, Path | None] = {}
+    by_stem = None
+
+    def truth_of(i: str) -> Path | None:
+        nonlocal by_stem
+        if i not in found_at:
+            direct = truth_dir / f"{i}.json"
+            if direct.is_file():
+                found_at[i] = direct
+            else:
+                if by_stem is None:
+                    by_stem = {}
+                    for p in truth_dir.rglob("*.json"):
+                        by_stem.setdefault(p.stem, []).append(p)
+                found = by_stem.get(Path(i).name, [])
+                found_at[i] = found[0] if len(found) == 1 else None
+        return found_at[i]
+
+    truths, shapes = {}, {}
     for i in preds:
-        direct = truth_dir / f"{i}.json"
-        if direct.is_file():
-            out[i] = direct
-            continue
-        if by_stem is None:
-            by_stem = {}
-            for p in truth_dir.rglob("*.json"):
-                by_stem.setdefault(p.stem, []).append(p)
-        found = by_stem.get(Path(i).name, [])
-        if len(found) == 1:
-            out[i] = found[0]
-    return out
+        sid = shape_id(i, lambda k: truth_of(k) is not None)
+        if sid is not None:
+            truths[i], shapes[i] = truth_of(sid), sid
+    return truths, shapes
 
 
 def _fail(message: str) -> int:
@@ -69,7 +89,7 @@ def cmd_score(args) -> int:
     preds = pred_files(args.pred)
     if not preds:
         return _fail(f"no .py or .txt files under {args.pred}")
-    truth_of = match_truths(preds, args.truth)
+    truth_of, shape_of = match_truths(preds, args.truth)
     missing = [i for i in preds if i not in truth_of]
     ids = [i for i in preds if i in truth_of]
     if not ids:
@@ -81,19 +101,24 @@ def cmd_score(args) -> int:
             answer = preds[i].read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             answer = ""  # unreadable prediction: no code
-        samples.append({"id": i, "method": "model", "answer": answer, "truth": truth})
-        if args.oracle:
+        samples.append({"id": i, "method": "model", "answer": answer, "truth": truth,
+                        "deepcad_scale": args.deepcad_scale})
+        if args.oracle and shape_of[i] == i:
             samples.append({"id": i, "method": "oracle", "answer": oracle_answer(Path(truth), i, code), "truth": truth})
     print(f"scoring {len(ids)} answers as {code.describe()}", file=sys.stderr)
     rows = score_answers(samples, ScoreConfig(workers=args.workers, timeout_s=args.timeout, seed=args.seed), code)
     summary = summarise_methods(rows, ["model", "oracle"], seed=args.seed)
+    conventions = convention_figures([r for r in rows if r["method"] == "model"], shape_of)
     for m, s in summary.items():
         print(format_summary(m, s))
+        if m == "model":
+            print(format_conventions(conventions))
     skipped = sum(1 for r in rows if r["status"] == TRUTH_ERROR and r["method"] == "model")
     if skipped or missing:
         print(f"left out: {skipped} whose truth does not build, {len(missing)} without a truth JSON")
     if args.json:
         out = dict(summary["model"])
+        out["conventions"] = conventions
         if args.oracle:
             out["baselines"] = {"oracle": summary["oracle"]}
         write_json(out, args.json)

@@ -148,6 +148,10 @@ def score_task(task: dict) -> dict:
         row.update(status=reason, detail=detail)
         return row
     row.update(compare(pred, truth))
+    if task.get("deepcad_scale"):
+        from cadvlm.metrics import CHAMFER_SCALE, chamfer_deepcad
+
+        row["chamfer_deepcad"] = chamfer_deepcad(pred, truth) * CHAMFER_SCALE
     row["status"] = "ok"
     return row
 
@@ -174,7 +178,8 @@ def select_task(task: dict) -> list:
 
 def score_answers(samples: list[dict], cfg: ScoreConfig, code: CodeFormat, pool=None,
                   desc: str = "scoring") -> list[dict]:
-    """Score samples [{id, method, answer, truth, cache?}] in isolated workers; rows in input order.
+    """Score samples [{id, method, answer, truth, cache?, deepcad_scale?}] in isolated workers; rows
+    in input order (deepcad_scale: also `chamfer_deepcad`, DeepCAD's convention).
 
     A sample whose worker times out or dies becomes a row with status timeout / crash.
     """
