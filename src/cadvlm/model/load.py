@@ -9,6 +9,9 @@ A trained output folder (the train stage's `models/`) carries `cadvlm_model.json
 (`cadvlm.model.manifest`): full weights or a LoRA adapter and its base, and the conventions the
 model was trained on; `load_trained` reads it so evaluate/predict/serve need only the folder.
 
+A cadrille checkpoint (`cadvlm.model.cadrille`: Qwen2-VL plus a point-cloud encoder, recognised by its
+config) loads as a plain Qwen2-VL with the encoder left out and its processor at cadrille's pixel bounds.
+
 Classes of our own (the conv tower, Phi's LLaVA with lm_head bias, the LLaVA over OpenELM) are
 registered by importing their modules before loading. Folders written by `cadvlm import-model` (and
 full-weight saves of those classes) also carry the defining module and an `auto_map` for plain
@@ -22,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from cadvlm.model.cadrille import CadrilleError, is_cadrille, load_cadrille_model, load_cadrille_processor
 from cadvlm.model.manifest import ManifestError, ModelManifest
 
 
@@ -50,6 +54,11 @@ def load_processor(name_or_dir: str | Path):
     from cadvlm.model.compat import allow_pictures_without_torchvision
 
     allow_pictures_without_torchvision()  # Qwen2-VL, OneVision, SmolVLM processors on a torch without torchvision
+    if is_cadrille(name_or_dir):
+        try:
+            return load_cadrille_processor(name_or_dir)
+        except CadrilleError as exc:
+            raise ModelLoadError(str(exc)) from None
     try:
         return AutoProcessor.from_pretrained(str(name_or_dir), local_files_only=True)
     except Exception as exc:
@@ -82,7 +91,12 @@ def load_base(name_or_dir: str | Path, dtype: torch.dtype | None = None, device:
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     try:
-        model = AutoModelForImageTextToText.from_pretrained(str(name_or_dir), **kwargs)
+        if is_cadrille(name_or_dir):
+            model = load_cadrille_model(name_or_dir, **kwargs)  # the point encoder left out, with a note
+        else:
+            model = AutoModelForImageTextToText.from_pretrained(str(name_or_dir), **kwargs)
+    except CadrilleError as exc:
+        raise ModelLoadError(str(exc)) from None
     except Exception as exc:
         raise ModelLoadError(_offline_message(name_or_dir, "model", exc)) from exc
     try:
