@@ -167,3 +167,43 @@ def test_compact_answers_are_sized_by_longest_mm(views, tmp_path):
     lo, hi = bounding_box(read_step(out / "part.step"))
     assert np.allclose(np.sort(hi - lo), [0.005, 0.02, 0.04], atol=4e-4)  # 40 x 20 x 5 mm up to the 8-bit grid
     assert (out / "part.py").read_text().startswith("size ")
+
+
+# ------------------------------------------------------------------------------ --candidates nearest
+
+def test_candidates_nearest_gives_back_the_training_part_in_the_picture(tmp_path):
+    """A model that answers garbage, one sample of the wrong part, and the 2 nearest training answers:
+    the training part drawn in the picture comes back, and candidates.json says where from."""
+    import json
+
+    from retrieval_fixture import bank_folder
+
+    bank = bank_folder(tmp_path / "bank")
+    out = tmp_path / "near"
+    argv = [str(bank.pictures[2]), "--model", str(bank.models), "-o", str(out), "--candidates", "nearest",
+            "--nearest", "2", "--samples", "1"]
+    sampled = []
+
+    def sample(picture, prompt, n):
+        sampled.append(n)
+        return [bank.answers[0]]
+
+    assert cmd_predict(parse(argv), generate=lambda *a: "Of course, here are the codes:\n```python\nLoops0 = [\n```",
+                       sample=sample) == 0
+    assert sampled == [1]
+    cands = json.loads((out / "candidates.json").read_text())
+    assert [c["kind"] for c in cands["candidates"]] == ["greedy", "sample", "nearest", "nearest"]
+    assert cands["candidates"][2]["train_id"] == "part2" and cands["candidates"][3]["train_id"] != "part2"
+    assert cands["chosen"] == 2 and cands["chosen_kind"] == "nearest"
+    assert cands["built"] == len({c["answer"] for c in cands["candidates"][1:]})  # each distinct answer built once
+    scores = [c["silhouette_iou"] for c in cands["candidates"]]
+    assert scores[0] is None and scores[2] > max(scores[1], scores[3])
+    assert (out / "answer.txt").read_text() == bank.answers[2] and (out / "part.step").is_file()
+
+
+def test_candidates_nearest_without_training_pictures_is_a_clear_error(views, tmp_path, capsys):
+    out = tmp_path / "none"
+    assert run([str(views["front"]), "-o", str(out), "--candidates", "nearest"]) == 2
+    assert "no training pictures" in capsys.readouterr().err and not out.exists()
+    assert run([str(views["front"]), "-o", str(out), "--candidates", "nearest", "--nearest", "0"]) == 2
+    assert "--nearest must be 1 or more" in capsys.readouterr().err

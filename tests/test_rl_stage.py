@@ -53,6 +53,7 @@ def test_steps_write_a_folder_under_the_same_contract(sft):
         rows = (curves / f"{name}.tsv").read_text().splitlines()
         assert rows[0].startswith("step") and len(rows) == 3, name  # a point per step
     assert not (root / "checkpoints" / "rl").exists()
+    assert (out / "retrieval.npz").read_bytes() == (root / "models" / "retrieval.npz").read_bytes()  # carried over
 
 
 def test_zero_steps_pass_the_sft_model_through(sft):

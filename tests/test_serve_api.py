@@ -85,6 +85,19 @@ def test_bad_code_is_200_with_the_reason(client):
     assert j["extrudes"] is None and "part.step" not in j["files"] and "part.py" in j["files"]
 
 
+def test_candidates_nearest_needs_the_folders_training_pictures(client):
+    """This folder carries no retrieval.npz: asking for the lookup is a 422 that says so, as is an
+    unknown mode (for /v1/batch too); the greedy answer alone says it compared nothing."""
+    r = _predict(client, data={"candidates": "nearest"})
+    assert r.status_code == 422 and "no training pictures" in r.json()["detail"]
+    r = _predict(client, data={"candidates": "best"})
+    assert r.status_code == 422 and "must be one of model, nearest" in r.json()["detail"]
+    r = client.post("/v1/batch", files=[("files", ("a.png", sheet_png(), "image/png"))], data={"candidates": "nearest"})
+    assert r.status_code == 422 and "no training pictures" in r.json()["detail"]
+    assert _predict(client, data={"candidates": "model"}).json()["candidates"] is None
+    assert client.get("/v1/info").json()["candidates"] == {"default": "model", "nearest_k": 5, "training_pictures": 0}
+
+
 def test_views_input_is_composed_into_the_grid(client):
     from PIL import Image
 

@@ -79,6 +79,12 @@ def test_full_run_outputs(full_run):
     assert not (root / "checkpoints" / "train").exists()  # removed after a finished run
     assert json.loads((root / "models" / "cadvlm_model.json").read_text())["weights"] == "full"
     assert not (root / "models" / "base").exists()
+    from cadvlm.model.retrieval import RetrievalBank
+
+    bank = RetrievalBank.load(root / "models")  # the training pictures and answers, for --candidates nearest
+    items = json.loads((root / "data" / "converted" / "train.json").read_text())
+    assert bank.ids == [x["id"] for x in items] and len(bank) == metrics["n_train"]
+    assert [bank.answer(i) for i in range(len(bank))] == [x["conversations"][1]["value"] for x in items]
 
 
 def test_full_run_dvclive_files(full_run):

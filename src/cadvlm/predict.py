@@ -17,11 +17,15 @@ solid: part.step, part.stl, part_views.png (STEP and STL in millimetres; compact
 scale, so its part is sized to --longest-mm on its longest side). The code is parsed safely (never executed) and built
 in a worker process with a time limit.
 
-With --samples N (render-and-compare, `cadvlm.render_compare`), N answers are also sampled
-(--temperature, --seed) and, of those and the greedy one, the answer whose rebuilt part's views
-best match the input picture is kept; candidates.json lists every candidate with its silhouette
-IoU and the one chosen. Exit status: 0 = part written, 1 = the code does not
-build (reason printed; answer and code are still written), 2 = bad input or no model.
+Render-and-compare (`cadvlm.render_compare`) picks, among several candidate answers, the one
+whose rebuilt part's views best match the input picture. --samples N adds N sampled answers
+(--temperature, --seed) to the greedy one; --candidates nearest adds the answers of the --nearest K
+training pictures closest to the input (default 5), from the bank of training thumbnails the model
+folder carries (`cadvlm.model.retrieval`, retrieval.npz: evaluate's `rac_nearest`; a folder
+without one is refused with exit 2). candidates.json lists every candidate with its kind (greedy /
+sample / nearest, with the training sample id), its silhouette IoU, and which one was chosen.
+Exit status: 0 = part written, 1 = the code does not build (reason printed; answer and code are
+still written), 2 = bad input or no model.
 """
 
 from __future__ import annotations
@@ -158,8 +162,21 @@ def add_arguments_predict(p) -> None:
     p.add_argument("--samples", type=int, default=0, metavar="N",
                    help="render-and-compare: also sample N answers and keep the one (greedy included) whose "
                         "rebuilt part's views best match the picture (default 0: greedy only)")
+    add_candidates_arguments(p)
     p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature for --samples (default 0.7)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed for --samples (default 0)")
+
+
+def add_candidates_arguments(p, whose: str = "") -> None:
+    """--candidates and --nearest, worded once for predict and serve (`whose`: what the mode is the default of)."""
+    from cadvlm.model.retrieval import CANDIDATE_MODES, DEFAULT_NEAREST
+
+    p.add_argument("--candidates", choices=CANDIDATE_MODES, default="model",
+                   help=f"{whose}model: the model's own answers only; nearest: also the answers of the --nearest K "
+                        "training pictures closest to the input (the model folder's retrieval.npz), and "
+                        "render-and-compare keeps the one that looks most like the input (default: model)")
+    p.add_argument("--nearest", type=int, default=DEFAULT_NEAREST, metavar="K",
+                   help=f"training answers tried by --candidates nearest (default {DEFAULT_NEAREST})")
 
 
 def _input_picture(args, manifest, size: int):
@@ -208,6 +225,11 @@ def cmd_predict(args, generate=None, sample=None) -> int:
     except PictureError as exc:
         print(f"cadvlm predict: {exc}", file=sys.stderr)
         return 2
+    try:
+        n_samples, bank = _candidate_sources(args, manifest)
+    except ValueError as exc:
+        print(f"cadvlm predict: {exc}", file=sys.stderr)
+        return 2
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("part.step", "part.stl", "part_views.png", "candidates.json"):  # nothing older beside new code
@@ -215,11 +237,6 @@ def cmd_predict(args, generate=None, sample=None) -> int:
     picture.save(out / "input.png")
     prompt = args.prompt or manifest.prompt(view)
 
-    n_samples = max(0, int(getattr(args, "samples", 0) or 0))
-    if n_samples and manifest.pictures == "imported":
-        print("cadvlm predict: --samples draws each candidate as the training pictures were drawn, but this model "
-              "was trained on a dataset's own pictures: no renderer to copy", file=sys.stderr)
-        return 2
     if generate is None:
         try:
             from cadvlm.decode.generate import generate_code, sample_code, set_cpu_threads
@@ -231,21 +248,22 @@ def cmd_predict(args, generate=None, sample=None) -> int:
             return 2
         set_cpu_threads(model, args.cpu_threads)
         answer = generate_code(model, processor, [picture], prompt, args.max_new_tokens, 1, manifest.code)[0]
-        if n_samples:
-            sampled = sample_code(model, processor, picture, prompt, n_samples, args.max_new_tokens,
-                                  args.temperature, args.seed)
+        sampled = sample_code(model, processor, picture, prompt, n_samples, args.max_new_tokens, args.temperature,
+                              args.seed) if n_samples else []
     else:
         answer = generate(picture, prompt, args.max_new_tokens)
-        if n_samples:
-            sampled = list(sample(picture, prompt, n_samples)) if sample else []
+        sampled = list(sample(picture, prompt, n_samples)) if n_samples and sample else []
     code = manifest.code  # the language the model was trained to write
+    from cadvlm.model.retrieval import gather_candidates
     from cadvlm.sandbox import TimeLimitedPool
 
+    candidates = gather_candidates(answer, sampled, bank, picture, args.nearest)
+    choosing = n_samples > 0 or bank is not None
     pool = TimeLimitedPool(1, args.timeout, warmup=("cadvlm.predict", "cadvlm.rebuild", "cadvlm.geometry.solid",
-                                                     "cadvlm.geometry.mesh") + (RAC_WARMUP if n_samples else ()))
+                                                     "cadvlm.geometry.mesh") + (RAC_WARMUP if choosing else ()))
     with pool:
-        if n_samples:
-            answer = _render_compare(pool, picture, [answer] + sampled, code, manifest, view, out)
+        if choosing:
+            answer = _render_compare(pool, picture, candidates, code, manifest, view, out)
         result = _build(pool, answer, code, out, size, args)
     (out / "answer.txt").write_text(answer, encoding="utf-8")
     return _report(result, code, out)
@@ -254,18 +272,38 @@ def cmd_predict(args, generate=None, sample=None) -> int:
 RAC_WARMUP = ("cadvlm.render_compare", "cadvlm.render.views", "cadvlm.render.pipeline")
 
 
-def _render_compare(pool, picture, candidates: list[str], code, manifest, view, out: Path) -> str:
-    """The candidate whose rebuilt part looks most like the picture; all of them in candidates.json."""
+def _candidate_sources(args, manifest) -> tuple[int, object]:
+    """(N answers to sample, the training-picture bank or None) that the options ask for; ValueError
+    saying why they cannot be had (a lookup without a bank, render-and-compare without a renderer)."""
+    from cadvlm.model.retrieval import bank_for_compare
+
+    n_samples = max(0, int(getattr(args, "samples", 0) or 0))
+    if n_samples and manifest.pictures == "imported":
+        raise ValueError("--samples draws each candidate as the training pictures were drawn, but this model "
+                         "was trained on a dataset's own pictures: no renderer to copy")
+    if args.candidates != "nearest":
+        return n_samples, None
+    if args.nearest < 1:
+        raise ValueError(f"--nearest must be 1 or more, not {args.nearest}")
+    try:
+        return n_samples, bank_for_compare(args.model, manifest)
+    except ValueError as exc:  # RetrievalError: none, unreadable, or no renderer, said with the folder's name
+        raise ValueError(f"--candidates nearest: {exc}") from None
+
+
+def _render_compare(pool, picture, candidates: list, code, manifest, view, out: Path) -> str:
+    """The candidate (a retrieval.Candidate) whose rebuilt part looks most like the picture; all of them,
+    with their kinds, in candidates.json."""
     import json
 
+    from cadvlm.model.retrieval import choice_summary
     from cadvlm.render_compare import best_of
 
-    choice = best_of(pool, picture, candidates, code, manifest.render_params(), view)
-    (out / "candidates.json").write_text(json.dumps(
-        {"chosen": choice.index, "candidates": [{"answer": a, "silhouette_iou": s}
-                                                for a, s in zip(candidates, choice.scores)]}, indent=1) + "\n")
-    best = choice.scores[choice.index]
-    print(f"render-and-compare: candidate {choice.index} of {len(candidates)} (0 = greedy), silhouette IoU "
+    choice = best_of(pool, picture, [c.answer for c in candidates], code, manifest.render_params(), view)
+    (out / "candidates.json").write_text(json.dumps(choice_summary(choice, candidates), indent=1) + "\n")
+    best, won = choice.scores[choice.index], candidates[choice.index]
+    source = f": training sample {won.train_id}" if won.train_id else ""
+    print(f"render-and-compare: candidate {choice.index} of {len(candidates)} ({won.kind}{source}), silhouette IoU "
           f"{'-' if best is None else f'{best:.3f}'}; {choice.n_built} distinct candidates built", file=sys.stderr)
     return choice.answer
 

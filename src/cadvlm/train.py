@@ -7,8 +7,9 @@ model with its processor, write the metrics. Parameters come from params.yaml se
 `lora`, `train` and `base.seed`; see the comments there.
 
 Reads data/converted/{train,val}.json and the pictures under data/rendered/; writes models/
-(weights or adapter, processor, and the manifest of everything inference needs:
-`cadvlm.model.manifest`), metrics/train.json and the DVCLive folder metrics/train/. Several GPUs:
+(weights or adapter, processor, the manifest of everything inference needs:
+`cadvlm.model.manifest`, and the training pictures' thumbnails and answers for lookup:
+`cadvlm.model.retrieval`), metrics/train.json and the DVCLive folder metrics/train/. Several GPUs:
 `accelerate launch --num_processes 4 stages/train.py` (or torchrun); `train.batch_size` is per
 device, so the effective batch is batch_size x grad_accum x GPUs. An interrupted run (killed,
 preempted) resumes from its last checkpoint when rerun with the same params and data.
@@ -34,6 +35,7 @@ from cadvlm.data.collator import VisionTextCollator
 from cadvlm.data.conversations import ConversationDataset, fingerprint, load_conversations
 from cadvlm.model.load import load_base
 from cadvlm.model.manifest import ModelManifest
+from cadvlm.model.retrieval import RetrievalBank
 from cadvlm.model.lora import apply_lora, count_parameters, is_vision_tower_param
 from cadvlm.model.tiny import build_tiny_base
 
@@ -160,6 +162,8 @@ def train(params: dict, data_dir: str | Path, image_root: str | Path, model_dir:
     if state.is_main_process:
         _save(trainer.model, processor, model_dir, pt["method"], pl.get("merge_on_export", False), pm["base"],
               data_dir, Path(image_root), weights)
+        # The training pictures' thumbnails and answers, for `--candidates nearest` (cadvlm.model.retrieval).
+        RetrievalBank.from_records(train_recs).save(model_dir)
         print(f"[train] wrote {model_dir} (process 0 of {world})")
         if not pt.get("keep_checkpoints", False):
             shutil.rmtree(checkpoint_dir, ignore_errors=True)

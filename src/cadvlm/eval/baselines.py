@@ -7,9 +7,9 @@
   lowest median Chamfer distance on the validation split. A model must beat it to have learnt
   anything from the pictures;
 - nearest picture: the answer of the training sample whose picture is closest (grey levels at
-  RETRIEVAL_PX square, squared differences). No learning at all, only lookup: it shows how much
-  the pictures alone say and how close the training set comes to each test part, the yardstick a
-  model that reads pictures should approach.
+  RETRIEVAL_PX square, squared differences: `cadvlm.model.retrieval`). No learning at all, only
+  lookup: it shows how much the pictures alone say and how close the training set comes to each
+  test part, the yardstick a model that reads pictures should approach.
 """
 
 from __future__ import annotations
@@ -20,14 +20,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
-import numpy as np
-
 from cadvlm.cad.model import CADError
 from cadvlm.codec.format import CodeFormat
 from cadvlm.eval.scoring import ScoreConfig, make_pool, progress_bar, select_task
+from cadvlm.model.retrieval import RETRIEVAL_PX, RetrievalBank
 
-# Side of the grey thumbnails the nearest-picture baseline compares (a 2x2 sheet: 16 px a view).
-RETRIEVAL_PX = 32
 # Points per solid when choosing the constant answer. Choosing only ranks candidates whose
 # Chamfer distances are ~10-100 (x1000) apart, far above the sampling noise of 2,048 points
 # (~0.6), and it is ~5x cheaper than 8,192: 50 candidates x 50 validation models = 2,500 pairs.
@@ -91,21 +88,9 @@ def choose_constant(candidates: list[tuple[str, str]], val_truths: list[tuple[st
             "n_candidates": len(candidates), "n_usable": len(usable), "n_val": len(val_truths)}
 
 
-def thumbnails(paths: list, px: int = RETRIEVAL_PX) -> np.ndarray:
-    """(n, px*px) float32 ink levels (0 white .. 1 black) of the pictures, for lookup."""
-    from PIL import Image
-
-    out = np.zeros((len(paths), px * px), np.float32)
-    for i, path in enumerate(paths):
-        with Image.open(path) as im:
-            out[i] = 1.0 - np.asarray(im.convert("L").resize((px, px), Image.BILINEAR), np.float32).ravel() / 255.0
-    return out
-
-
 def nearest_answers(train: list, queries: list, k: int = 1, px: int = RETRIEVAL_PX) -> list[list[str]]:
     """The answers of the k closest training pictures for each query, closest first (records with
-    .image/.answer; ties go to the earlier training picture). [0] of each is the lookup baseline's."""
-    base, q = thumbnails([r.image for r in train], px), thumbnails([r.image for r in queries], px)
-    d = (q * q).sum(1)[:, None] - 2.0 * q @ base.T + (base * base).sum(1)[None, :]
-    order = np.argsort(d, axis=1, kind="stable")[:, :k]
-    return [[train[int(i)].answer for i in row] for row in order]
+    .image/.answer; ties go to the earlier training picture). [0] of each is the lookup baseline's.
+    The same lookup a model folder's bank answers (`cadvlm.model.retrieval`), built here from the split."""
+    bank = RetrievalBank.build([r.image for r in train], [r.answer for r in train], px=px)
+    return bank.nearest_answers([r.image for r in queries], k)

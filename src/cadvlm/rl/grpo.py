@@ -11,7 +11,8 @@ baseline; GRPOTrainer is TRL's maintained path for vision-language models, so it
 The recipe (`run_rl`): read the SFT folder's manifest, seed, load the SFT weights as trainable
 (full weights, or the LoRA adapter over its base), build the prompts (`cadvlm.rl.prompts`), run
 GRPOTrainer, save the final folder under the same contract as the train stage's (weights or
-adapter, processor, the SFT folder's manifest), write metrics/rl.json and DVCLive curves.
+adapter, processor, the SFT folder's manifest and its bank of training pictures), write
+metrics/rl.json and DVCLive curves.
 `rl.steps: 0` passes the SFT folder through unchanged (hard links where the disk allows).
 """
 
@@ -27,6 +28,7 @@ import torch
 from transformers import TrainerCallback
 
 from cadvlm.model.manifest import ModelManifest
+from cadvlm.model.retrieval import carry_bank
 from cadvlm.rl.reward import GeometricReward, RewardConfig
 
 
@@ -68,7 +70,7 @@ def _load_policy(sft_dir: Path, info: ModelManifest, on_gpu: bool):
 
 
 def _save(model, processor, sft_dir: Path, info: ModelManifest, out_dir: Path) -> None:
-    """The final folder under the train stage's contract: weights or adapter, processor, manifest."""
+    """The final folder under the train stage's contract: weights or adapter, processor, manifest, bank."""
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
     model.save_pretrained(out_dir)
@@ -76,6 +78,7 @@ def _save(model, processor, sft_dir: Path, info: ModelManifest, out_dir: Path) -
     if info.weights == "lora" and _inside(sft_dir, info.base):
         _copy_folder(sft_dir / info.base, out_dir / info.base)  # the tiny base rides inside the folder
     info.write(out_dir)
+    carry_bank(sft_dir, out_dir)  # the training pictures for `--candidates nearest`, when the SFT folder has them
 
 
 class RLLiveCallback(TrainerCallback):

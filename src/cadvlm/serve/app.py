@@ -7,7 +7,8 @@ the model is in memory. Tests pass `generate_fn` (pictures, prompt, budget, time
 instead of a model; everything else runs as in production.
 
 Every way a request can be wrong has its status code and a sentence: 413 body over the limit
-(`limits`), 422 for a missing or malformed field or an unusable picture (`pictures`), 503 with
+(`limits`), 422 for a missing or malformed field or an unusable picture (`pictures`), or for
+candidates=nearest with a model folder that carries no training pictures (`inference`), 503 with
 Retry-After for a full queue or a model still loading, 404 for a result that is unknown or past
 its TTL. A model writing bad code is not an error: 200 with status != "ok".
 """
@@ -23,6 +24,7 @@ from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from cadvlm.model.manifest import ModelManifest
+from cadvlm.model.retrieval import RetrievalBank, RetrievalError, bank_for_compare
 from cadvlm.serve.batching import Batcher, GenerationFailed, QueueFull, model_generate_fn
 from cadvlm.serve.builds import BuildRunner
 from cadvlm.serve.config import ServeConfig
@@ -35,6 +37,8 @@ from cadvlm.serve.store import FILES, MEDIA, ResultStore
 
 log = logging.getLogger("cadvlm.serve")
 VIEW_FIELDS = ("front", "top", "right", "iso")
+CANDIDATES_HELP = ("model: build the greedy answer; nearest: also try the answers of the closest training "
+                   "pictures and build the one whose part looks most like the input (default: the server's)")
 INLINE = (".png", ".txt", ".py", ".json")
 
 
@@ -56,9 +60,21 @@ def _check_options(cfg: ServeConfig, max_new_tokens, longest_mm) -> tuple[int, f
     return int(budget), size
 
 
+def _training_pictures(cfg: ServeConfig, manifest: ModelManifest) -> tuple[RetrievalBank | None, str]:
+    """(the model folder's bank or None, why there is none). A server whose default is candidates=nearest
+    refuses to start without one (RetrievalError), rather than refusing every request."""
+    try:
+        return bank_for_compare(cfg.model_dir, manifest), ""
+    except RetrievalError as exc:
+        if cfg.candidates == "nearest":
+            raise
+        return None, str(exc)
+
+
 def create_app(config: ServeConfig, generate_fn=None, manifest: ModelManifest | None = None) -> FastAPI:
     cfg = config
     manifest = manifest or ModelManifest.read(cfg.model_dir)
+    bank, bank_error = _training_pictures(cfg, manifest)
     metrics = ServeMetrics()
     state: dict = {"load_error": None}
 
@@ -70,7 +86,8 @@ def create_app(config: ServeConfig, generate_fn=None, manifest: ModelManifest | 
         store = ResultStore(cfg.results_dir, cfg.ttl_s)
         builds = BuildRunner(cfg.workers, cfg.build_timeout_s)
         builds.warm(manifest.view_size)
-        predictor = Predictor(manifest, store, builds, metrics, cfg.generate_timeout_s)
+        predictor = Predictor(manifest, store, builds, metrics, cfg.generate_timeout_s, bank, bank_error,
+                              cfg.candidates, cfg.nearest_k)
         jobs = JobRunner(predictor, store, cfg)
         app.state.store, app.state.builds, app.state.predictor, app.state.jobs = store, builds, predictor, jobs
         metrics.bind(lambda: predictor.batcher.depth if predictor.batcher else 0, lambda: builds.busy,
@@ -173,7 +190,9 @@ def create_app(config: ServeConfig, generate_fn=None, manifest: ModelManifest | 
                 "limits": {"max_body_bytes": cfg.max_body_bytes, "max_batch_body_bytes": cfg.max_batch_body_bytes,
                            "max_pixels": cfg.max_pixels, "max_new_tokens": cfg.max_new_tokens,
                            "max_new_tokens_limit": cfg.max_new_tokens_limit, "ttl_s": cfg.ttl_s,
-                           "max_batch": cfg.max_batch}}
+                           "max_batch": cfg.max_batch},
+                "candidates": {"default": cfg.candidates, "nearest_k": cfg.nearest_k,
+                               "training_pictures": len(bank) if bank is not None else 0}}
 
     # ------------------------------------------------------------------ inference
     @app.post("/v1/predict", tags=["inference"], summary="pictures of a part -> code and the part's files")
@@ -183,9 +202,11 @@ def create_app(config: ServeConfig, generate_fn=None, manifest: ModelManifest | 
                       right: UploadFile | None = File(None), iso: UploadFile | None = File(None),
                       view: str | None = Form(None, description="separate-layout models: the view `image` shows"),
                       prompt: str | None = Form(None, max_length=4000),
-                      max_new_tokens: int | None = Form(None), longest_mm: float | None = Form(None)):
+                      max_new_tokens: int | None = Form(None), longest_mm: float | None = Form(None),
+                      candidates: str | None = Form(None, description=CANDIDATES_HELP)):
         predictor = predictor_of(request)
         budget, size = _check_options(cfg, max_new_tokens, longest_mm)
+        mode = predictor.candidates_mode(candidates)
         uploads = {"image": image, "front": front, "top": top, "right": right, "iso": iso}
         blobs = {k: await u.read() for k, u in uploads.items() if u is not None}
 
@@ -194,7 +215,8 @@ def create_app(config: ServeConfig, generate_fn=None, manifest: ModelManifest | 
             return model_input(manifest, image=pics.pop("image", None), views=pics, view=view)
 
         picture, used_view = await asyncio.to_thread(decode)
-        return await predictor.predict(picture, used_view, prompt, budget, size, base_url=_base_url(request))
+        return await predictor.predict(picture, used_view, prompt, budget, size, base_url=_base_url(request),
+                                       candidates=mode)
 
     @app.get("/v1/results/{rid}", tags=["inference"], summary="the JSON of a result")
     async def result_json(request: Request, rid: str):
@@ -219,8 +241,9 @@ def create_app(config: ServeConfig, generate_fn=None, manifest: ModelManifest | 
     async def batch(request: Request, archive: UploadFile | None = File(None, description="a zip of pictures"),
                     files: list[UploadFile] | None = File(None, description="pictures, one per part"),
                     prompt: str | None = Form(None, max_length=4000), max_new_tokens: int | None = Form(None),
-                    longest_mm: float | None = Form(None)):
-        predictor_of(request)
+                    longest_mm: float | None = Form(None),
+                    candidates: str | None = Form(None, description=CANDIDATES_HELP)):
+        mode = predictor_of(request).candidates_mode(candidates)
         budget, size = _check_options(cfg, max_new_tokens, longest_mm)
         if (archive is None) == (not files):
             raise BadInput("send either `archive` (a zip of pictures) or `files` (several pictures), not both")
@@ -240,7 +263,7 @@ def create_app(config: ServeConfig, generate_fn=None, manifest: ModelManifest | 
                 items.append(JobItem(i, f.filename or f"file-{i}", file_loader(dest)))
         job = request.app.state.jobs.start(Job(job_id, folder, items, skipped),
                                            {"prompt": prompt, "max_new_tokens": budget, "longest_mm": size,
-                                            "base_url": _base_url(request)})
+                                            "base_url": _base_url(request), "candidates": mode})
         base = _base_url(request)
         return {"id": job.id, "total": len(items), "skipped": skipped, "status_url": f"{base}/v1/batch/{job.id}",
                 "results_zip": f"{base}/v1/batch/{job.id}/results.zip"}

@@ -8,7 +8,8 @@ starting an interpreter and importing OpenCascade is paid once per worker, not p
 
 The worker function is `cadvlm.predict.build_outputs` (parse, build, STEP, STL, views: the one
 path predict uses) plus the glTF file for the page's 3-D viewer, made from the written STEP so it
-shows exactly the exported part.
+shows exactly the exported part. `choose` runs render-and-compare among candidate answers in the
+same workers (requests with candidates=nearest).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 WARMUP = ("cadvlm.serve.builds", "cadvlm.predict", "cadvlm.rebuild", "cadvlm.geometry.solid",
-          "cadvlm.geometry.mesh", "cadvlm.render.views", "cadvlm.render.sheet", "cadvlm.serve.glb")
+          "cadvlm.geometry.mesh", "cadvlm.render.views", "cadvlm.render.sheet", "cadvlm.serve.glb",
+          "cadvlm.render_compare", "cadvlm.render.pipeline")
 
 
 def build_task(task: dict) -> dict:
@@ -97,12 +99,26 @@ class BuildRunner:
         outcome = next(iter(self._pool().run(self.fn, [task])))
         return outcome_result(outcome, self.timeout)
 
-    async def build(self, task: dict) -> dict:
+    def _choose(self, picture, answers: list[str], code, render_params: dict, view: str | None):
+        from cadvlm.render_compare import best_of
+
+        return best_of(self._pool(), picture, answers, code, render_params, view)
+
+    async def _on_thread(self, fn, *args):
         self.busy += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, task)
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
         finally:
             self.busy -= 1
+
+    async def build(self, task: dict) -> dict:
+        return await self._on_thread(self._run, task)
+
+    async def choose(self, picture, answers: list[str], code, render_params: dict, view: str | None = None):
+        """Render-and-compare (`cadvlm.render_compare.best_of`) in one build worker: each answer is
+        rebuilt and drawn there under the build time limit, the input's masks are cut on a build
+        thread; the event loop only awaits. The `Choice`."""
+        return await self._on_thread(self._choose, picture, answers, code, render_params, view)
 
     def warm(self, size: int = 128) -> None:
         """Start every worker now (in the background), so the first requests do not wait for imports.

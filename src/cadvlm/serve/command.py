@@ -2,7 +2,8 @@
 
 Loopback by default because inference is open (no token): exposing it is a choice to make with
 --host. The model folder is checked before the server listens, so a wrong --model fails at once
-with the manifest's message (exit 2), not as a server that never becomes ready.
+with the manifest's message (exit 2), not as a server that never becomes ready; so does
+--candidates nearest with a folder that carries no training pictures (retrieval.npz).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 
 
 def add_arguments_serve(p) -> None:
+    from cadvlm.predict import add_candidates_arguments
+
     p.add_argument("--model", type=Path, default=Path("models"), help="trained model folder (default: models)")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
@@ -31,6 +34,7 @@ def add_arguments_serve(p) -> None:
     p.add_argument("--max-body-mb", type=float, default=20.0, help="request body limit (default 20 MB)")
     p.add_argument("--max-batch-body-mb", type=float, default=200.0, help="body limit of /v1/batch (default 200 MB)")
     p.add_argument("--ttl", type=float, default=3600.0, help="seconds result files are kept (default 3600)")
+    add_candidates_arguments(p, "the default of requests that do not name `candidates`. ")
     p.add_argument("--results-dir", type=Path, help="where result files go (default: a temporary folder)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
 
@@ -43,18 +47,18 @@ def config_from_args(args):
                        max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, queue_max=args.queue,
                        generate_timeout_s=args.generate_timeout, build_timeout_s=args.build_timeout,
                        max_body_bytes=int(args.max_body_mb * MB), max_batch_body_bytes=int(args.max_batch_body_mb * MB),
-                       max_new_tokens=args.max_new_tokens, ttl_s=args.ttl)
+                       max_new_tokens=args.max_new_tokens, ttl_s=args.ttl, candidates=args.candidates,
+                       nearest_k=args.nearest)
 
 
 def cmd_serve(args) -> int:
     import uvicorn
 
-    from cadvlm.model.manifest import ManifestError
     from cadvlm.serve.app import create_app
 
     try:
         app = create_app(config_from_args(args))
-    except ManifestError as exc:
+    except ValueError as exc:  # ManifestError, RetrievalError (--candidates nearest without a bank), bad options
         print(f"cadvlm serve: {exc}", file=sys.stderr)
         return 2
     token = "on (CADVLM_API_TOKEN is set)" if os.environ.get("CADVLM_API_TOKEN") else "off (set CADVLM_API_TOKEN)"

@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cadvlm.model.retrieval import CANDIDATE_MODES, DEFAULT_NEAREST
+
 MB = 1024 * 1024
 
 
@@ -39,6 +41,11 @@ class ServeConfig:
     max_new_tokens: int = 1024  # default budget
     max_new_tokens_limit: int = 4096  # the most a request may ask for
     max_batch_items: int = 1000
+    # candidates: "model" builds the greedy answer; "nearest" also tries the answers of the `nearest_k`
+    # training pictures closest to the input and keeps the one that looks most like it (needs the model
+    # folder's retrieval.npz). The server's default; a request may ask for either.
+    candidates: str = "model"
+    nearest_k: int = DEFAULT_NEAREST
     # results
     ttl_s: float = 3600.0  # result files are removed this long after they were made
     sweep_s: float | None = None  # how often expired results are looked for (default ttl/4, 1..60 s)
@@ -46,6 +53,12 @@ class ServeConfig:
     web_dir: Path | None = None  # npm folder holding @google/model-viewer (default: <repo>/web)
     # experiments: the bearer token, read from CADVLM_API_TOKEN when None
     api_token: str | None = None
+
+    def __post_init__(self):
+        if self.candidates not in CANDIDATE_MODES:
+            raise ValueError(f"candidates must be one of {', '.join(CANDIDATE_MODES)}, not {self.candidates!r}")
+        if int(self.nearest_k) < 1:
+            raise ValueError(f"nearest_k must be 1 or more, not {self.nearest_k}")
 
     def token(self) -> str:
         """The experiments token ('' = those endpoints are off)."""

@@ -149,7 +149,8 @@ class JobRunner:
                     picture, view = await asyncio.to_thread(self._decode, item)
                     result = await self.predictor.predict(picture, view, options.get("prompt"),
                                                           options["max_new_tokens"], options["longest_mm"],
-                                                          base_url=options.get("base_url", ""), bypass_limit=True)
+                                                          base_url=options.get("base_url", ""), bypass_limit=True,
+                                                          candidates=options.get("candidates", "model"))
                     item.result, item.status, item.detail = result, result["status"], result["detail"]
                 except BadInput as exc:
                     item.status, item.detail = "bad_input", str(exc)

@@ -83,6 +83,7 @@ async function predict() {
   const budget = $("budget").value.trim();
   if (longest) form.append("longest_mm", longest);
   if (budget) form.append("max_new_tokens", budget);
+  if ($("nearest").checked) form.append("candidates", "nearest");
   $("go").disabled = true;
   say("Reading the pictures and writing the code…", "busy");
   let res, data;
@@ -144,8 +145,12 @@ function show(r) {
   $("code-format").textContent = `(${r.format})`;
   $("code").textContent = r.code != null ? r.code : r.answer;
   const t = r.timings_ms;
-  $("timings").textContent = `queue ${t.queue} ms · generate ${t.generate} ms (batch of ${r.batch_size}) · ` +
-    `build ${t.build} ms · total ${t.total} ms`;
+  const c = r.candidates;
+  const won = c ? c.candidates[c.chosen] : null;
+  const picked = !won ? "" : (won.kind === "nearest" ? `the code of training part ${won.train_id}` : "the model's code") +
+    ` was kept of ${c.candidates.length} candidates · `;
+  $("timings").textContent = picked + `queue ${t.queue} ms · generate ${t.generate} ms (batch of ${r.batch_size}) · ` +
+    (c ? `compare ${t.select} ms · ` : "") + `build ${t.build} ms · total ${t.total} ms`;
   $("result").scrollIntoView({ behavior: "smooth", block: "start" });
 }
 
@@ -169,6 +174,12 @@ fetch("/v1/info").then((r) => r.json()).then((info) => {
   $("model-info").textContent = `Model: ${info.format} code, ${info.layout} pictures of ${info.views.join(", ")} ` +
     `views at ${info.view_size} px.`;
   if (info.layout === "separate") $("tab-sheet").textContent = "One view";
+  const near = info.candidates || {};
+  $("nearest").checked = near.default === "nearest";
+  if (!near.training_pictures) {
+    $("nearest").disabled = true;
+    $("nearest").parentElement.title = "This model folder carries no training pictures (retrieval.npz).";
+  }
 }).catch(() => {});
 
 customElements.whenDefined("model-viewer").catch(() => {});
