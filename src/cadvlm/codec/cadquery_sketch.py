@@ -3,7 +3,8 @@
 CadQuery's Sketch keeps every edge ever drawn (assemble() does not clear them), makes a face of
 all of them at once (the first closed wire the boundary, the others holes), places faces at the
 pushed locations (which stay until reset()), and fuses ('a'), subtracts ('s') or ignores ('c')
-them. `SketchOps` restates that on `Region`s; a subtracted shape must lie inside one face, where
+them; face(other_sketch) adds, subtracts... another sketch's faces. `SketchOps` restates that on
+`Region`s; a subtracted shape must lie inside one face, where
 it becomes that face's hole.
 """
 
@@ -106,6 +107,19 @@ class SketchOps:
         if name == "rect":
             a = args(("w", "num"), ("h", "num"), ("angle", "num", 0.0), ("mode", "str", "a"), ("tag", "str", None))
             return self._face(s, [Region(_rect(a["w"], a["h"], (0.0, 0.0), a["angle"]))], a["mode"], line)
+        if name == "face":  # another sketch's faces, as CadQuery's face(sketch) takes them
+            a = args(("b", "any"), ("angle", "num", 0.0), ("mode", "str", "a"), ("tag", "str", None),
+                     ("ignore_selection", "bool", False))
+            if not isinstance(a["b"], SK) or a["angle"] != 0.0:
+                raise CodeParseError("face(): only another sketch's faces, unrotated", line)
+            if not a["b"].regions:
+                raise CodeParseError("face() of a sketch with no faces (assemble() it first)", line)
+            if a["ignore_selection"]:
+                s.selection, kept = None, s.selection
+                out = self._face(s, list(a["b"].regions), a["mode"], line)
+                out.selection = kept
+                return out
+            return self._face(s, list(a["b"].regions), a["mode"], line)
         if name == "push":
             a = args(("locs", "points"), ("tag", "str", None))
             s.selection = a["locs"]
