@@ -66,4 +66,9 @@ else
     echo "setup: WARNING: no offline plots template; dvc plots pages will load vega from a CDN" >&2
     [ -f web/dvc_plots_template.html ] || dvc config --local --unset plots.html_template 2>/dev/null || true
 fi
+# Real CadQuery for tests/test_cadquery_real.py, in its own environment .venv-cq (its OCP conflicts
+# with the project's); best effort: without it those tests skip, saying why.
+if ! bash scripts/setup_cadquery.sh; then
+    echo "setup: WARNING: no CadQuery environment (.venv-cq); tests/test_cadquery_real.py will be skipped" >&2
+fi
 echo "setup: done ($(python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'))"
