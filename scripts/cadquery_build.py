@@ -10,7 +10,7 @@ cadvlm.codec.cadquery_reader). Scripts run in forked worker processes, each with
 script that hangs or crashes OpenCascade costs that script (its worker is replaced), not the batch.
 
 Input (stdin): a JSON list of {"id": str, "code": str, "timeout": seconds (optional, else
---timeout)}; the script leaves its result in `r`.
+--timeout)}; the script leaves its result in `r` (or `result`, or passes it to show_object).
 Output (stdout): one JSON object per script, in input order:
   {"id", "ok", "error" (null or "Type: message"), "seconds" (running the script),
    "volume" (script units cubed, to a relative 1e-9), "bbox" ([min xyz, max xyz], exact geometry),
@@ -60,10 +60,12 @@ def describe(shape) -> dict:
             "solids": solids, "faces": faces, "valid": bool(valid)}
 
 
-def _result_shape(namespace: dict):
+def _result_shape(namespace: dict, shown: list):
+    """The script's result as cadvlm's reader picks it: what it passed to show_object, else the
+    variable `result`, else `r`."""
     import cadquery as cq
 
-    r = namespace.get("r")
+    r = shown[-1] if shown else namespace.get("result", namespace.get("r"))
     if not isinstance(r, cq.Workplane):
         raise ValueError(f"the script leaves no cq.Workplane in r (found {type(r).__name__})")
     shapes = [v for v in r.vals() if isinstance(v, cq.Shape)]
@@ -76,10 +78,11 @@ def run_one(job: dict, step_dir: str | None) -> dict:
     """Execute one script in this process and describe its result (errors become the answer)."""
     out = {"id": job["id"], "ok": False, "error": None, "seconds": None}
     try:
-        namespace = {"__name__": "__cadquery_script__"}
+        shown: list = []
+        namespace = {"__name__": "__cadquery_script__", "show_object": lambda obj, *a, **k: shown.append(obj)}
         t = time.perf_counter()
         exec(compile(job["code"], f"<{job['id']}>", "exec"), namespace)  # noqa: S102  our own scripts only
-        shape = _result_shape(namespace)
+        shape = _result_shape(namespace, shown)
         out["seconds"] = time.perf_counter() - t
         out.update(describe(shape))
         if step_dir:

@@ -11,7 +11,7 @@ from cadvlm.codec.answer import CodeParseError
 from cadvlm.codec.cadquery_reader import parse_cadquery
 from cadvlm.codec.format import CodeFormat
 from cadvlm.geometry.solid import build_solid, volume
-from tests.cadquery_scripts import MARKER, SCRIPTS, hostile
+from cadquery_scripts import MARKER, SCRIPTS, hostile
 
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))

@@ -45,6 +45,7 @@ import pytest
 from cadvlm.cad.model import CADError
 from cadvlm.codec.cadquery_reader import parse_cadquery
 from cadvlm.codec.cadquery_writer import stated_model, write_cadquery
+from cadquery_scripts import SCRIPTS
 from conftest import map_on_cores, real_json_files
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -268,7 +269,8 @@ def batch(tmp_path_factory):
     if reason:
         pytest.skip(reason)
     groups = {"real": written_jobs(_real_models()), "synthetic": written_jobs([_synthetic(i, 4) for i in range(12)])}
-    jobs = RUNNER_CASES + [j for g in groups.values() for j in g[0]]
+    hand = [{"id": f"hand/{name}", "code": script} for name, (script, _) in sorted(SCRIPTS.items())]
+    jobs = RUNNER_CASES + hand + [j for g in groups.values() for j in g[0]]
     answers = dict(zip([j["id"] for j in jobs],
                        run_cadquery(jobs, tmp_path_factory.mktemp("cadquery"))))
     return groups, answers
@@ -292,6 +294,23 @@ def test_real_samples(deepcad_dir, request):
 def test_synthetic_sample(batch):
     figures = _check_group(batch, "synthetic")
     assert figures["models"] == 12 and not figures["unwritable"]
+
+
+def test_hand_written_scripts_build_as_cadquery_builds_them(batch):
+    """Scripts written by hand in both styles (Workplane chains, cq.Sketch; tests/cadquery_scripts.py):
+    the reader's solid has CadQuery's volume and box, and both the volume worked out by hand."""
+    from cadvlm.geometry.solid import bounding_box, build_solid
+
+    _, answers = batch
+    for name, (script, by_hand_mm3) in sorted(SCRIPTS.items()):
+        got = answers[f"hand/{name}"]
+        assert got["ok"] and got["valid"], (name, got["error"])
+        ours = build_solid(parse_cadquery(script, name))
+        ours_mm3 = precise_volume(ours) * 1e9
+        assert abs(ours_mm3 - got["volume"]) <= MAX_REL_VOLUME * got["volume"], (name, ours_mm3, got["volume"])
+        assert got["volume"] == pytest.approx(by_hand_mm3, rel=1e-6), name
+        lo, hi = bounding_box(ours)
+        assert np.allclose(np.array([lo, hi]) * 1000.0, got["bbox"], atol=BBOX_TOL_MM), name
 
 
 def test_runner_reports_failures_and_goes_on(batch):
