@@ -6,11 +6,15 @@ data/eval/generations.jsonl (the raw answers) and data/eval/compare.png (truth b
 """
 
 from cadvlm.eval.stage import EvalConfig, run_stage
+from cadvlm.parallel import ParallelConfig
 from cadvlm.params import load_params
 
 
 def main() -> None:
-    run_stage(EvalConfig.from_params(load_params()))
+    params = load_params()
+    cfg = EvalConfig.from_params(params)
+    cfg.score.parallel = ParallelConfig.from_params(params)  # where the scoring runs (local pool or Ray)
+    run_stage(cfg)
 
 
 if __name__ == "__main__":

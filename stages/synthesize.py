@@ -7,6 +7,7 @@ per-model time limit is killed and counted there as skipped (timeout).
 
 from pathlib import Path
 
+from cadvlm.parallel import ParallelConfig
 from cadvlm.params import load_params
 from cadvlm.synth import SynthConfig, format_stats, write_dataset, write_metrics
 
@@ -20,7 +21,7 @@ def main() -> None:
     config = SynthConfig.from_params(p)
     metrics = write_dataset(OUT_DIR, int(p.get("n_models", 1400)), seed=int(params["base"]["seed"]),
                             config=config, workers=int(p.get("workers", 2)),
-                            timeout_s=float(p.get("timeout_s", 120)))
+                            timeout_s=float(p.get("timeout_s", 120)), parallel=ParallelConfig.from_params(params))
     write_metrics(METRICS, metrics)
     print(format_stats(metrics))
 

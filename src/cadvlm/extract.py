@@ -33,6 +33,7 @@ from cadvlm.cad.deepcad_json import read_model
 from cadvlm.cad.limits import Limits, check_limits
 from cadvlm.cad.model import CADError
 from cadvlm.geometry.solid import build_solid
+from cadvlm.parallel import ParallelConfig, file_payload, make_pool
 from cadvlm.subset import SPLITS, hash_split, order_pools, rank  # noqa: F401 - rank, hash_split: part of this API
 
 SOURCES = ("synthetic", "deepcad", "openecad")
@@ -59,13 +60,14 @@ def list_models(raw_dir: Path) -> list[str]:
 
 def validate(raw_dir: Path, model_id: str, limits: Limits) -> tuple[str, str | None]:
     """(id, None) when the model parses, fits the limits and builds a valid solid; else (id, reason)."""
-    return model_id, _check(raw_dir, model_id, limits)[0]
+    return model_id, _check(Path(raw_dir) / f"{model_id}.json", model_id, limits)[0]
 
 
-def _check(raw_dir, model_id: str, limits: Limits) -> tuple[str | None, bool]:
-    """(reason or None, whether a solid was built): the cheap checks first, the build last."""
+def _check(source, model_id: str, limits: Limits) -> tuple[str | None, bool]:
+    """(reason or None, whether a solid was built): the cheap checks first, the build last.
+    `source` is the model's JSON file, or its bytes (`cadvlm.parallel.file_payload`)."""
     try:
-        model = read_model(Path(raw_dir) / f"{model_id}.json", model_id)
+        model = read_model(source, model_id)
         check_limits(model, limits)
     except CADError as exc:
         return exc.reason, False
@@ -81,7 +83,7 @@ def _check(raw_dir, model_id: str, limits: Limits) -> tuple[str | None, bool]:
 
 
 def _check_task(args) -> tuple[str | None, bool]:
-    """Worker entry (sent by reference to the sandbox): args = (raw_dir, model_id, limits)."""
+    """Worker entry (sent by reference to the sandbox): args = (JSON bytes or path, model_id, limits)."""
     return _check(*args)
 
 
@@ -102,6 +104,7 @@ class ExtractConfig:
     workers: int = 2
     timeout_s: float = 60.0  # per model: parse + limits + solid; a model past it is killed, skipped
     source: str = "synthetic"  # synthetic | deepcad (DeepCAD JSON folders) | openecad (data.json + pictures)
+    parallel: ParallelConfig = ParallelConfig()  # where validation runs: this machine's pool or a Ray cluster
 
     def __post_init__(self):
         if self.source not in SOURCES:
@@ -116,7 +119,7 @@ class ExtractConfig:
                    seed=int(params["base"]["seed"]), split_file=Path(d["split_file"]) if d.get("split_file") else None,
                    limits=Limits(d["max_extrudes"], d["max_loops"], d["max_curves"], d["max_commands"]),
                    workers=int(d.get("workers", 2)), timeout_s=float(d.get("timeout_s", 60)),
-                   source=str(d.get("source") or "synthetic"))
+                   source=str(d.get("source") or "synthetic"), parallel=ParallelConfig.from_params(params))
 
 
 def candidates(cfg: ExtractConfig) -> dict[str, list[str]]:
@@ -140,7 +143,8 @@ class _JSONFolder:
         self.refused: Counter = Counter()  # nothing is refused before validation
 
     def task(self, model_id: str):
-        return str(self.cfg.raw_dir), model_id, self.cfg.limits
+        """The file goes with the task (read here, when a worker is free): workers need no copy."""
+        return file_payload(self.cfg.raw_dir / f"{model_id}.json"), model_id, self.cfg.limits
 
     def outcome(self, model_id: str, value) -> tuple[str | None, bool]:
         return value  # (reason or None, built)
@@ -197,8 +201,6 @@ def extract(cfg: ExtractConfig, check=None) -> dict:
     `files_parsed` and `solids_built` count the work done, including the few results in flight
     when a quota was met. `check` (a module-level function, run in the workers) is for tests.
     """
-    from cadvlm.sandbox import TimeLimitedPool
-
     t0 = time.perf_counter()
     if cfg.source == "openecad":
         from cadvlm.extract_openecad import OpenECADSet
@@ -224,7 +226,7 @@ def extract(cfg: ExtractConfig, check=None) -> dict:
                 yield src.task(sp.ids[sp.fed])
                 sp.fed += 1
 
-    with TimeLimitedPool(cfg.workers or os.cpu_count() or 1, cfg.timeout_s, src.warmup) as pool:
+    with make_pool(cfg.workers, cfg.timeout_s, src.warmup, cfg.parallel) as pool:
         for o in pool.run(check, feed()):
             s, k = tasks[o.index]
             work["files_parsed"] += 1

@@ -10,6 +10,11 @@ fresh one started, and a worker that dies is replaced the same way. The task com
 Workers are started with "spawn" (a clean interpreter: no inherited torch threads or OpenMP
 state from the parent, which can deadlock after fork) and import `warmup` modules before they
 report ready, so the time limit counts the task only, not interpreter start-up.
+
+`memory_mb` caps each worker's address space (RLIMIT_AS, set once the warm-up imports are in, so
+the cap is what a task may add to ~1.7 GB of libraries): a model that would eat the machine's
+memory fails alone (MemoryError, counted as an error, or its worker dies: a crash) instead of
+bringing the OOM killer onto every process of the stage.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import importlib
 import multiprocessing as mp
 import os
+import resource
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import wait
@@ -34,10 +40,13 @@ class Outcome:
     seconds: float = 0.0
 
 
-def _worker_main(conn, warmup: tuple[str, ...], env: dict[str, str]) -> None:
+def _worker_main(conn, warmup: tuple[str, ...], env: dict[str, str], memory_mb: int = 0) -> None:
     os.environ.update(env)
     for name in warmup:
         importlib.import_module(name)
+    if memory_mb > 0:
+        cap = int(memory_mb) * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     conn.send(_READY)
     while True:
         try:
@@ -61,9 +70,9 @@ def _worker_main(conn, warmup: tuple[str, ...], env: dict[str, str]) -> None:
 class _Slot:
     """One worker process and the task it is running (None while idle or starting)."""
 
-    def __init__(self, ctx, warmup, env):
+    def __init__(self, ctx, warmup, env, memory_mb: int = 0):
         parent, child = ctx.Pipe(duplex=True)
-        self.proc = ctx.Process(target=_worker_main, args=(child, warmup, env), daemon=True)
+        self.proc = ctx.Process(target=_worker_main, args=(child, warmup, env, memory_mb), daemon=True)
         self.proc.start()
         child.close()
         self.conn = parent
@@ -93,14 +102,15 @@ class TimeLimitedPool:
     args lazily (a generator can stop feeding once it has what it needs). `fn` must be a
     module-level function (it is sent by reference) and its results picklable.
     Workers run with one thread each for BLAS/OpenMP/Embree (set through the environment):
-    the parallelism is across tasks.
+    the parallelism is across tasks. `memory_mb` > 0 caps each worker's address space.
     """
 
     def __init__(self, workers: int = 2, timeout: float = 30.0, warmup: Iterable[str] = (),
-                 threads_per_worker: int = 1):
+                 threads_per_worker: int = 1, memory_mb: int = 0):
         self.workers = max(1, int(workers or os.cpu_count() or 1))
         self.timeout = float(timeout)
         self.warmup = tuple(warmup)
+        self.memory_mb = int(memory_mb or 0)
         n = str(threads_per_worker)
         self.env = {k: n for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
         self._ctx = mp.get_context("spawn")
@@ -120,7 +130,7 @@ class TimeLimitedPool:
 
     def _replace(self, slot: _Slot) -> None:
         slot.stop(kill=True)
-        self._slots[self._slots.index(slot)] = _Slot(self._ctx, self.warmup, self.env)
+        self._slots[self._slots.index(slot)] = _Slot(self._ctx, self.warmup, self.env, self.memory_mb)
         self.restarts += 1
 
     def run(self, fn: Callable, args: Iterable, timeout: float | None = None) -> Iterator[Outcome]:
@@ -146,7 +156,7 @@ class TimeLimitedPool:
                     except StopIteration:
                         exhausted = True
                 while len(self._slots) < min(self.workers, running + len(held)):
-                    self._slots.append(_Slot(self._ctx, self.warmup, self.env))
+                    self._slots.append(_Slot(self._ctx, self.warmup, self.env, self.memory_mb))
                 for slot in self._slots:
                     if slot.ready and slot.task is None and held:
                         index, arg = held.pop(0)

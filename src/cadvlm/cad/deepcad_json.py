@@ -54,11 +54,12 @@ MIN_LENGTH = 1e-7
 
 
 def load_json(source) -> dict:
-    """Read a DeepCAD file (path) or accept an already-loaded dict."""
+    """Read a DeepCAD file (path), take its contents (bytes: a file read by the stage and carried
+    to a worker on another machine), or accept an already-loaded dict."""
     if isinstance(source, dict):
         return source
     try:
-        text = Path(source).read_text(encoding="utf-8")
+        text = source.decode("utf-8") if isinstance(source, bytes) else Path(source).read_text(encoding="utf-8")
     except OSError as exc:
         raise CADError("unreadable_file", str(exc)) from None
     except UnicodeDecodeError as exc:
@@ -84,7 +85,7 @@ def read_model(source, model_id: str | None = None, check_crossing: bool = True)
     check_crossing=False skips the self-crossing loop test (the costliest check) for data that
     extract has already validated.
     """
-    if model_id is None and not isinstance(source, dict):
+    if model_id is None and not isinstance(source, (dict, bytes)):
         model_id = model_id_from_path(source)
     try:
         model = _read(load_json(source), check_crossing)

@@ -41,6 +41,7 @@ from pathlib import Path
 
 from cadvlm.codec.compact import longest_loop
 from cadvlm.data.prompts import DEFAULT_PROMPTS, choose_template, describe_views
+from cadvlm.parallel import ParallelConfig
 from cadvlm.pictures import picture_size, read_pictures
 
 IMAGE_TAG = "<image>"
@@ -51,6 +52,10 @@ GRID_VIEW = "grid"  # a sample's `view` when its picture is the 2x2 sheet of all
 # picture per part as its dataset ships it (render.imported), of the kind pictures.json gives.
 LAYOUTS = ("grid", "separate", "single")
 POOL_MIN = 64  # fewer models than this are written in-process (a pool costs more than it saves)
+# On a Ray cluster (parallel.backend: ray) answers go in chunks: a model takes milliseconds, about
+# what a task's round trip costs. A chunk that times out or whose worker dies counts all its models.
+CLUSTER_CHUNK = 64
+CLUSTER_CHUNK_LIMIT_S = 600.0
 
 _TOKEN = re.compile(r"[A-Za-z_]+|\d|[^\sA-Za-z_\d]")
 
@@ -68,6 +73,7 @@ class ConvertConfig:
     workers: int = 2  # processes writing code (0 = all cores); the output does not depend on it
     format: str = "openecad"  # answer language: 'openecad' (OpenECAD v2) or 'compact' (codec.compact)
     compact_bits: int = 8  # grid of the compact format (2**bits levels over [-1, 1])
+    parallel: ParallelConfig = ParallelConfig()  # backend ray: the answers are written on the Ray cluster
 
     def __post_init__(self):
         prompts = tuple(self.prompts)
@@ -93,7 +99,8 @@ class ConvertConfig:
             raise ValueError(f"unknown convert params: {sorted(unknown)}")
         return cls(prompts=tuple(c.get("prompts") or DEFAULT_PROMPTS), seed=int(params.get("base", {}).get("seed", 0)),
                    compat=bool(c.get("compat", False)), workers=int(c.get("workers", 2)),
-                   format=str(c.get("format", "openecad")), compact_bits=int(c.get("compact_bits", 8)))
+                   format=str(c.get("format", "openecad")), compact_bits=int(c.get("compact_bits", 8)),
+                   parallel=ParallelConfig.from_params(params))
 
 
 @dataclass(frozen=True)
@@ -124,10 +131,11 @@ class RenderInfo:
 
 
 # ----------------------------------------------------------------------------- answers
-def model_answer(json_path: Path, model_id: str, compat: bool = False,
+def model_answer(json_path: Path | bytes, model_id: str, compat: bool = False,
                  code_format=None) -> tuple[str | None, str | None, tuple]:
     """(answer, verdict, (extrudes, curves)) for one model, or (None, reason, ()) when it cannot be written.
 
+    `json_path` is the model's JSON file, or its bytes (a task on a cluster carries the file).
     The verdict is `answer_verdict` of the answer, computed here so the parse-back check runs in
     the worker processes too.
     """
@@ -171,6 +179,28 @@ def answer_verdict(answer: str, sample_id: str, counts: tuple | None = None, cod
 
 def _answer_task(args):
     return model_answer(*args)
+
+
+def _answer_chunk(tasks: list) -> list:
+    """Cluster task: the answers of a chunk of models, each task's JSON carried as bytes."""
+    return [_answer_task(t) for t in tasks]
+
+
+def _answers_on_cluster(tasks: list, config: ConvertConfig) -> list:
+    """[_answer_task(t) for t in tasks], in chunks on the pool `config.parallel` names."""
+    from cadvlm.parallel import file_payload, make_pool
+
+    chunks = [tasks[i:i + CLUSTER_CHUNK] for i in range(0, len(tasks), CLUSTER_CHUNK)]
+    results: list = [None] * len(tasks)
+    lost = {"timeout": "timeout", "crash": "worker_crashed"}
+    with make_pool(config.workers, CLUSTER_CHUNK_LIMIT_S, ("cadvlm.data.convert", "cadvlm.codec.format"),
+                   config.parallel) as pool:
+        carried = ([(file_payload(t[0]), *t[1:]) for t in chunk] for chunk in chunks)
+        for o in pool.run(_answer_chunk, carried):
+            start, n = o.index * CLUSTER_CHUNK, len(chunks[o.index])
+            results[start:start + n] = o.value if o.status == "ok" else \
+                [(None, lost.get(o.status, "worker_error"), ())] * n
+    return results
 
 
 # ----------------------------------------------------------------------------- checks
@@ -271,7 +301,9 @@ def convert(extracted, rendered, out_dir, config: ConvertConfig = ConvertConfig(
     unique = sorted(set(todo))
     tasks = [(extracted / "json" / f"{m}.json", m, config.compat, config.code) for m in unique]
     workers = config.workers or os.cpu_count() or 1
-    if workers > 1 and len(tasks) >= POOL_MIN:
+    if config.parallel.backend == "ray" and tasks:
+        results = _answers_on_cluster(tasks, config)
+    elif workers > 1 and len(tasks) >= POOL_MIN:
         with ProcessPoolExecutor(workers) as pool:
             results = list(pool.map(_answer_task, tasks, chunksize=max(1, len(tasks) // (8 * workers))))
     else:

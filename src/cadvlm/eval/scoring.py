@@ -16,11 +16,15 @@ import hashlib
 import sys
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cadvlm.cad.model import CADError
 from cadvlm.codec.format import CodeFormat
 from cadvlm.eval.families import curve_types_kind, operations_kind
 from cadvlm.metrics import CHAMFER_POINTS, COMMAND_KEYS
+
+if TYPE_CHECKING:
+    from cadvlm.parallel import ParallelConfig
 
 # A truth that cannot be built is the dataset's fault: such samples are left out and counted.
 TRUTH_ERROR = "truth_error"
@@ -33,14 +37,15 @@ class ScoreConfig:
     seed: int = 0
     n_points: int = CHAMFER_POINTS
     progress: bool = True
+    parallel: ParallelConfig | None = None  # where the scoring runs: this machine's pool (None) or a Ray cluster
 
 
 def make_pool(cfg: ScoreConfig, extra_warmup: tuple = ()):
     """The worker pool; workers import what a task needs before they report ready, so the time
     limit counts the task only."""
-    from cadvlm.sandbox import TimeLimitedPool
+    from cadvlm.parallel import make_pool as make_parallel_pool
 
-    return TimeLimitedPool(cfg.workers, cfg.timeout_s, warmup=(
+    return make_parallel_pool(cfg.workers, cfg.timeout_s, config=cfg.parallel, warmup=(
         "cadvlm.eval.scoring", "cadvlm.eval.report", "cadvlm.rebuild", "cadvlm.metrics", "cadvlm.codec.format",
         "cadvlm.geometry.solid", "cadvlm.geometry.mesh", "OCP.BRepAlgoAPI") + tuple(extra_warmup))
 

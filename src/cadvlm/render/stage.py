@@ -13,11 +13,13 @@ remembered the same way and not retried); models that left the subset, and any f
 index does not name (a changed layout, a temp file of a killed run), are deleted. The DVC
 output is `persist: true`, so earlier pictures are there to reuse.
 
-Models render in worker processes (`cadvlm.sandbox.TimeLimitedPool`, as evaluation uses). A
-model that raises is counted by reason and skipped; a model that runs past the per-model time
-limit (a boolean or a tessellation that never ends) or kills its worker (a crash inside
-OpenCascade) costs only itself: the worker is replaced, the model is counted as `timeout` or
-`worker_crashed` and remembered under its key like any failure.
+Models render in worker processes (`cadvlm.sandbox.TimeLimitedPool`, as evaluation uses, or on
+a Ray cluster: `cadvlm.parallel`). A model that raises is counted by reason and skipped; a model
+that runs past the per-model time limit (a boolean or a tessellation that never ends) or kills
+its worker (a crash inside OpenCascade) costs only itself: the worker is replaced, the model is
+counted as `timeout` or `worker_crashed` and remembered under its key like any failure. A worker
+gets the model's JSON bytes with its task and returns the PNG bytes; only this process touches
+the folders, so a worker may run on a machine that has neither.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from cadvlm.parallel import file_payload, make_pool
 from cadvlm.pictures import PICTURES_FILE
 from cadvlm.render.pipeline import RenderJob
 from cadvlm.render.sheet import TMP_PREFIX, files_below, write_atomic, write_json_atomic
@@ -71,29 +74,30 @@ def model_key(digest: str, data: bytes) -> str:
 _W: dict = {}
 
 
-def _init_worker(job: RenderJob, out: str, nthreads: int) -> None:
-    _W.update(job=job, out=Path(out), nthreads=nthreads, digest=job_digest(job))
+def _init_worker(job: RenderJob, nthreads: int) -> None:
+    _W.update(job=job, nthreads=nthreads, digest=job_digest(job))
 
 
 def _render_one(task) -> dict:
-    """Render one model in a worker: {'id', 'key', 'files' | 'error', 'message', 'timings'}."""
-    model_id, path, _ = task
-    job, out, timings = _W["job"], _W["out"], {}
+    """Render one model in a worker: {'id', 'key', 'files' and 'pictures' (name -> PNG bytes, for
+    the stage to write) | 'error', 'message', 'timings'}. task = (id, JSON bytes or path, key)."""
+    model_id, source, _ = task
+    job, timings = _W["job"], {}
     cpu0 = time.process_time()
     try:
         try:
-            data = Path(path).read_bytes()
+            data = source if isinstance(source, bytes) else Path(source).read_bytes()
         except OSError as exc:
             return {"id": model_id, "key": None, "error": "missing_json", "message": f"{model_id}: {exc}",
                     "timings": timings}
         # The key of the bytes actually rendered (the file may change while the stage runs).
         key = model_key(_W["digest"], data)
-        return _render_checked(model_id, key, data, job, out, timings)
+        return _render_checked(model_id, key, data, job, timings)
     finally:
         timings["cpu"] = time.process_time() - cpu0
 
 
-def _render_checked(model_id, key, data, job, out, timings) -> dict:
+def _render_checked(model_id, key, data, job, timings) -> dict:
     from cadvlm.cad.model import CADError
     from cadvlm.render.pipeline import pictures_of_json
     from cadvlm.render.sheet import encode_png
@@ -108,10 +112,8 @@ def _render_checked(model_id, key, data, job, out, timings) -> dict:
         pictures, framing = pictures_of_json(model, model_id, job, _W["nthreads"], timings)
         t0 = time.perf_counter()
         blobs = {name: encode_png(img, job.png_compress_level) for name, img in pictures.items()}
-        for name, blob in blobs.items():
-            write_atomic(out / name, blob)
         timings["encode"] = time.perf_counter() - t0
-        return {"id": model_id, "key": key, "files": list(blobs), "framing": framing.to_json(),
+        return {"id": model_id, "key": key, "files": list(blobs), "pictures": blobs, "framing": framing.to_json(),
                 "timings": timings}
     except CADError as exc:
         return {"id": model_id, "key": key, "error": exc.reason, "message": str(exc), "timings": timings}
@@ -121,10 +123,10 @@ def _render_checked(model_id, key, data, job, out, timings) -> dict:
 
 
 def _in_worker(arg) -> dict:
-    """Worker entry: (fn, task, job, out); the job is installed once per worker process."""
-    fn, task, job, out = arg
-    if _W.get("job") != job or _W.get("out") != Path(out):
-        _init_worker(job, out, 1)
+    """Worker entry: (fn, task, job); the job is installed once per worker process."""
+    fn, task, job = arg
+    if _W.get("job") != job:
+        _init_worker(job, 1)
     return fn(task)
 
 
@@ -132,17 +134,20 @@ def _in_worker(arg) -> dict:
 WARMUP = ("open3d", "cadvlm.geometry.solid", "cadvlm.geometry.mesh", "cadvlm.render.views", "cadvlm.render.pipeline")
 
 
-def _run_tasks(tasks, workers: int, job: RenderJob, out: Path, on_result, fn=None, timeout_s: float = 120.0) -> None:
-    """Run fn (default _render_one) on tasks in time-limited workers, calling on_result(result)
-    as each finishes; a model over the limit or whose worker dies becomes a failure result."""
-    from cadvlm.sandbox import TimeLimitedPool
-
+def _run_tasks(tasks, workers: int, job: RenderJob, out: Path, on_result, fn=None, timeout_s: float = 120.0,
+               parallel=None) -> None:
+    """Run fn (default _render_one) on tasks (id, JSON path, key) in time-limited workers (here, or
+    on Ray by `parallel`), writing the pictures each returns under `out` and calling
+    on_result(result) as each finishes; a model over the limit or whose worker dies becomes a
+    failure result. A task's JSON is read only when a worker is free for it."""
     fn = fn or _render_one
     lost = {"timeout": "timeout", "crash": "worker_crashed"}
-    with TimeLimitedPool(workers, timeout_s, WARMUP) as pool:
-        for o in pool.run(_in_worker, [(fn, t, job, str(out)) for t in tasks]):
+    with make_pool(workers, timeout_s, WARMUP, parallel) as pool:
+        for o in pool.run(_in_worker, ((fn, (m, file_payload(path), key), job) for m, path, key in tasks)):
             model_id, _, key = tasks[o.index]
             if o.status == "ok":
+                for name, blob in o.value.pop("pictures", {}).items():
+                    write_atomic(out / name, blob)
                 on_result(o.value)
             else:  # fn returns its own errors, so "error" here is a bug in the worker plumbing
                 res = {"id": model_id, "key": key, "error": lost.get(o.status, "worker_error"),
@@ -189,10 +194,11 @@ def metadata(job: RenderJob) -> dict:
 
 
 def run_render(extracted, out, job: RenderJob, workers: int = 2, metrics_path=None,
-               progress: bool = True, timeout_s: float = 120.0) -> dict:
+               progress: bool = True, timeout_s: float = 120.0, parallel=None) -> dict:
     """Render the subset in `extracted` into `out`; returns (and writes) the metrics.
-    `timeout_s` is the limit per model (build + tessellate + views + PNG). A subset whose pictures
-    came with the dataset (an OpenECAD set: pictures.json) is imported, not drawn (render.imported)."""
+    `timeout_s` is the limit per model (build + tessellate + views + PNG); `parallel` (a
+    cadvlm.parallel.ParallelConfig) says where the workers run. A subset whose pictures came with
+    the dataset (an OpenECAD set: pictures.json) is imported, not drawn (render.imported)."""
     t_start = time.perf_counter()
     extracted, out = Path(extracted), Path(out)
     if (extracted / PICTURES_FILE).is_file():
@@ -226,7 +232,7 @@ def run_render(extracted, out, job: RenderJob, workers: int = 2, metrics_path=No
             state[model_id] = prev
             reused += 1
         else:
-            # Workers read the file again: holding every model's bytes here would not scale.
+            # Read again when its task is sent: holding every model's bytes here would not scale.
             tasks.append((model_id, str(extracted / "json" / f"{model_id}.json"), key))
 
     times = Counter()
@@ -257,7 +263,7 @@ def run_render(extracted, out, job: RenderJob, workers: int = 2, metrics_path=No
     t_render = time.perf_counter()
     if tasks:
         nproc = workers if workers > 0 else (os.cpu_count() or 1)
-        _run_tasks(tasks, min(nproc, len(tasks)), job, out, on_result, timeout_s=timeout_s)
+        _run_tasks(tasks, min(nproc, len(tasks)), job, out, on_result, timeout_s=timeout_s, parallel=parallel)
     render_seconds = time.perf_counter() - t_render
     if bar is not None:
         bar.close()

@@ -38,17 +38,19 @@ def _generate_one(args):
 
 
 def write_dataset(out_dir, n_models: int, seed: int = 0, config: SynthConfig | None = None, workers: int = 1,
-                  progress: bool = True, timeout_s: float = 120.0) -> dict:
+                  progress: bool = True, timeout_s: float = 120.0, parallel=None) -> dict:
     """Write models 0..n_models-1 as <out_dir>/<model_id>.json; return the statistics (metrics dict).
 
-    Each model is drawn in a worker process (`workers`, 0 = all cores) and must come back within
-    `timeout_s` seconds; one that does not, or whose worker dies, is skipped and counted by reason.
-    Files are written whole (temp file, then rename); files of other ids in out_dir, and the old
-    file of a model skipped this time, are removed, so the folder is exactly this run's set.
+    Each model is drawn in a worker process (`workers`, 0 = all cores; or on a Ray cluster, by
+    `parallel`: a cadvlm.parallel.ParallelConfig) and must come back within `timeout_s` seconds;
+    one that does not, or whose worker dies, is skipped and counted by reason. The workers return
+    the JSON text and this process writes it. Files are written whole (temp file, then rename);
+    files of other ids in out_dir, and the old file of a model skipped this time, are removed, so
+    the folder is exactly this run's set.
     """
     from tqdm import tqdm
 
-    from cadvlm.sandbox import TimeLimitedPool
+    from cadvlm.parallel import make_pool
 
     config = config or SynthConfig()
     out = Path(out_dir)
@@ -61,7 +63,7 @@ def write_dataset(out_dir, n_models: int, seed: int = 0, config: SynthConfig | N
     done: dict[int, tuple] = {}  # finished out of order, waiting for their turn in the statistics
     turn = 0
     bar = tqdm(total=n_models, desc="synthesize", unit="model", disable=not progress)
-    with TimeLimitedPool(workers, timeout_s, WARMUP) as pool:
+    with make_pool(workers, timeout_s, WARMUP, parallel) as pool:
         jobs = ((i, seed, config) for i in range(n_models))
         for o in pool.run(_generate_one, jobs) if n_models > 0 else ():
             if o.status == "ok":
