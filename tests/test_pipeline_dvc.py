@@ -162,7 +162,7 @@ def _readme_inputs(proj: Path) -> None:
     (proj / "CODE.py").write_text(subprocess.run(
         [sys.executable, "-m", "cadvlm.cli", "code", "MODEL.json"], cwd=proj, capture_output=True, text=True,
         check=True).stdout)
-    for name in ("outputs", "gen", "cad_json", "json"):
+    for name in ("outputs", "gen", "cad_json", "json", "cadrille_out", "cadquery"):
         shutil.rmtree(proj / name, ignore_errors=True)
     shutil.copytree(proj / "data" / "extracted" / "json", proj / "cad_json")
     shutil.copytree(proj / "data" / "extracted" / "json", proj / "json")
@@ -171,6 +171,9 @@ def _readme_inputs(proj: Path) -> None:
         (proj / "outputs" / f"{mid}.py").write_text(subprocess.run(
             [sys.executable, "-m", "cadvlm.cli", "code", f"cad_json/{mid}.json", "--format", "openecad"], cwd=proj,
             capture_output=True, text=True, check=True).stdout)
+    # CadQuery of the truths, as a peer's folder of outputs (the folder mode of `cadvlm code`)
+    subprocess.run([sys.executable, "-m", "cadvlm.cli", "code", "cad_json", "-o", "cadrille_out", "--format",
+                    "cadquery", "--no-progress"], cwd=proj, capture_output=True, text=True, check=True)
     (proj / "gen").mkdir()
     for line in (proj / "data" / "eval" / "generations.jsonl").read_text().splitlines():
         g = json.loads(line)
@@ -239,7 +242,7 @@ def test_every_readme_command_runs_on_the_small_default(project, tmp_path):
             allowed = (0, 1) if args[0] == "predict" else (0,)
             assert r.returncode in allowed and "Traceback" not in r.stderr, \
                 f"{line}\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
-            if args[0] == "score" and "outputs/" in args:
+            if args[0] == "score" and ("outputs/" in args or "cadrille_out/" in args):
                 assert "invalid   0.0%" in r.stdout, r.stdout  # OpenECAD code of the truths: every part valid
     finally:
         server.shutdown()
