@@ -41,7 +41,6 @@ codec.cadquery_args and the sketch geometry in codec.cadquery_shapes.
 from __future__ import annotations
 
 import ast
-import warnings
 
 from cadvlm.cad.model import CADError, CADModel
 from cadvlm.codec.answer import CodeParseError
@@ -50,7 +49,8 @@ from cadvlm.codec.cadquery_sketch import SK, SketchOps
 from cadvlm.codec.cadquery_workplane import NAMED_PLANES, WP, WorkplaneOps, _plane, boolean
 from cadvlm.codec.openecad_build import build_model
 from cadvlm.codec.openecad_exec import MAX_ABS, _Plane
-from cadvlm.codec.openecad_parser import MAX_CHARS, MAX_LINES
+from cadvlm.codec.openecad_ast import parse_python
+from cadvlm.codec.openecad_parser import check_code_size
 
 MAX_LINE_CHARS = 50_000  # CAD-Recode and cadrille write a whole sketch on one line
 MAX_CHAIN = 4000  # method calls in one expression
@@ -78,15 +78,7 @@ class Reader(WorkplaneOps, SketchOps):
 
     # -- statements
     def run(self, text: str) -> None:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                tree = ast.parse(text, mode="exec")
-        except SyntaxError as exc:
-            raise CodeParseError(f"syntax error: {exc.msg}", exc.lineno) from None
-        except (ValueError, MemoryError, RecursionError, OverflowError) as exc:
-            raise CodeParseError(f"unreadable code: {type(exc).__name__}") from None
-        for stmt in tree.body:
+        for stmt in parse_python(text).body:
             self.statement(stmt)
 
     def statement(self, stmt: ast.stmt) -> None:
@@ -258,27 +250,11 @@ class Reader(WorkplaneOps, SketchOps):
         raise CADError("no_extrude", "the script makes no solid (nothing extruded)")
 
 
-def _precheck(text) -> None:
-    """Sizes checked before the text reaches Python's parser."""
-    if not isinstance(text, str):
-        raise CodeParseError(f"code must be text, not {type(text).__name__}")
-    if len(text) > MAX_CHARS:
-        raise CodeParseError(f"code of {len(text)} characters exceeds the limit of {MAX_CHARS}")
-    lines = text.split("\n")
-    if len(lines) > MAX_LINES:
-        raise CodeParseError(f"code of {len(lines)} lines exceeds the limit of {MAX_LINES}")
-    if max(map(len, lines)) > MAX_LINE_CHARS:
-        raise CodeParseError(f"line longer than {MAX_LINE_CHARS} characters",
-                             next(k for k, ln in enumerate(lines) if len(ln) > MAX_LINE_CHARS) + 1)
-    if "\x00" in text:
-        raise CodeParseError("code contains a NUL character", text[: text.index("\x00")].count("\n") + 1)
-
-
 def parse_cadquery(code: str, model_id: str | None = None) -> CADModel:
     """CadQuery script -> CADModel (metres), read from its AST and never executed.
     CodeParseError for code outside the understood subset, CADError for geometry that cannot be."""
     try:
-        _precheck(code)
+        check_code_size(code, MAX_LINE_CHARS)
         reader = Reader()
         reader.run(code)
         return build_model(list(reader.result().body), model_id)

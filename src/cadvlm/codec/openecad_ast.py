@@ -18,19 +18,24 @@ from cadvlm.codec.answer import CodeParseError
 from cadvlm.codec.openecad_exec import MAX_ABS, REQ, SIGNATURES, Executor
 
 
+def parse_python(text: str) -> ast.Module:
+    """Python's syntax tree of the text, never run; a syntax error, or code too deep or too large
+    for the parser, is a CodeParseError (the CadQuery reader reads its scripts through this too)."""
+    try:
+        with warnings.catch_warnings():  # e.g. "invalid decimal literal" warnings: we raise instead
+            warnings.simplefilter("ignore")
+            return ast.parse(text, mode="exec")
+    except SyntaxError as exc:
+        raise CodeParseError(f"syntax error: {exc.msg}", exc.lineno) from None
+    except (ValueError, MemoryError, RecursionError, OverflowError) as exc:
+        raise CodeParseError(f"unreadable code: {type(exc).__name__}") from None
+
+
 class AstFront:
     """The authoritative reader: ast nodes -> (target, function, values) for the executor."""
 
     def run(self, text: str, ex: Executor) -> None:
-        try:
-            with warnings.catch_warnings():  # e.g. "invalid decimal literal" warnings: we raise instead
-                warnings.simplefilter("ignore")
-                tree = ast.parse(text, mode="exec")
-        except SyntaxError as exc:
-            raise CodeParseError(f"syntax error: {exc.msg}", exc.lineno) from None
-        except (ValueError, MemoryError, RecursionError, OverflowError) as exc:
-            raise CodeParseError(f"unreadable code: {type(exc).__name__}") from None
-        for stmt in tree.body:
+        for stmt in parse_python(text).body:
             line = stmt.lineno
             if not isinstance(stmt, ast.Assign) or len(stmt.targets) != 1 or not isinstance(stmt.targets[0], ast.Name):
                 raise CodeParseError(f"not a statement of the language ({type(stmt).__name__}): "

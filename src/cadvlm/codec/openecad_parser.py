@@ -53,7 +53,10 @@ MAX_LINES = 20_000
 MAX_LINE_CHARS = 2_000  # also bounds literal sizes and the expression depth handed to ast
 
 
-def _precheck(text) -> list[str]:
+def check_code_size(text, max_line_chars: int = MAX_LINE_CHARS) -> list[str]:
+    """The code's lines, once its sizes are checked (before any parser sees it): text, characters,
+    lines, the longest line, no NUL. Every reader of Python-like code calls it with its own
+    `max_line_chars` (CadQuery writes a whole sketch on one line)."""
     if not isinstance(text, str):
         raise CodeParseError(f"code must be text, not {type(text).__name__}")
     if len(text) > MAX_CHARS:
@@ -61,9 +64,9 @@ def _precheck(text) -> list[str]:
     lines = text.split("\n")
     if len(lines) > MAX_LINES:
         raise CodeParseError(f"code of {len(lines)} lines exceeds the limit of {MAX_LINES}")
-    if max(map(len, lines)) > MAX_LINE_CHARS:
-        k = next(k for k, ln in enumerate(lines) if len(ln) > MAX_LINE_CHARS)
-        raise CodeParseError(f"line longer than {MAX_LINE_CHARS} characters", k + 1)
+    if max(map(len, lines)) > max_line_chars:
+        k = next(k for k, ln in enumerate(lines) if len(ln) > max_line_chars)
+        raise CodeParseError(f"line longer than {max_line_chars} characters", k + 1)
     if "\x00" in text:
         raise CodeParseError("code contains a NUL character", text[: text.index("\x00")].count("\n") + 1)
     return lines
@@ -75,7 +78,7 @@ def parse_code(text: str, model_id: str | None = None, fast: bool = True) -> CAD
     fast=False forces the ast front end (the fast one is only an accelerator; tests compare them).
     """
     try:
-        lines = _precheck(text)
+        lines = check_code_size(text)
         model = None
         if fast:
             try:
