@@ -22,6 +22,14 @@ def read_tsv(path: Path) -> tuple[list[float], list[float]]:
     return [float(r["step"]) for r in rows], [float(r[value]) for r in rows]
 
 
+def save_figure(fig, out: Path) -> None:
+    """Lay out, write and say where (the plot scripts' common last step)."""
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    print(f"wrote {out}")
+
+
 def main() -> None:
     src = Path(sys.argv[1] if len(sys.argv) > 1 else "metrics/train/plots/metrics")
     out = Path(sys.argv[2] if len(sys.argv) > 2 else "docs/loss.png")
@@ -34,10 +42,7 @@ def main() -> None:
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    print(f"wrote {out}")
+    save_figure(fig, out)
 
 
 if __name__ == "__main__":

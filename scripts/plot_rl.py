@@ -8,7 +8,7 @@ Usage: python scripts/plot_rl.py [metrics/rl/plots/metrics] [docs/rl.png]
 import sys
 from pathlib import Path
 
-from plot_loss import read_tsv  # scripts/ is on the path when this file runs; it also picks the Agg backend
+from plot_loss import read_tsv, save_figure  # scripts/ is on the path when this file runs; it also picks the Agg backend
 
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -31,10 +31,7 @@ def main() -> None:
     bx.set_xlabel("optimiser step")
     bx.set_ylabel("sampled answers with no solid (%)")
     bx.grid(alpha=0.3)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    print(f"wrote {out}")
+    save_figure(fig, out)
 
 
 if __name__ == "__main__":
